@@ -1,0 +1,1 @@
+"""linkpy's benchmark harness (see bench/README.md)."""
