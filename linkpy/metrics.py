@@ -543,10 +543,18 @@ class Metrics(Scope):
     def prometheus(self, prefix: str = "") -> str:
         """Every metric in the Prometheus text format, each name led by ``prefix``."""
         from prometheus_client.exposition import generate_latest
+        from prometheus_client.registry import Collector, CollectorRegistry
 
-        collector = _PromCollector(prefix)
-        collector.walk(self, [], {}, None)
-        return generate_latest(collector).decode("utf-8")
+        families = _PromFamilies(prefix)
+        families.walk(self, [], {}, None)
+
+        class _Collector(Collector):
+            def collect(self) -> Iterator[PromMetric]:
+                return iter(families.families.values())
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Collector())
+        return generate_latest(registry).decode("utf-8")
 
 
 # --- exports --------------------------------------------------------------------
@@ -604,7 +612,7 @@ def _label_value(v: str) -> str:
     return v if v.isascii() else v.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-class _PromCollector:
+class _PromFamilies:
     """Turns the tree into Prometheus metric families, one family per name.
 
     The first metric to claim a family name sets its type; a later metric of another
@@ -616,9 +624,6 @@ class _PromCollector:
         self.prefix = prefix
         self.families: dict[str, PromMetric] = {}
         self.seen: set[tuple[str, frozenset[tuple[str, str]]]] = set()
-
-    def collect(self) -> Iterator[PromMetric]:
-        return iter(self.families.values())
 
     def walk(self, node: Scope, parts: list[str], labels: dict[str, str], exn: str | None) -> None:
         """Export ``node`` and its subtree.
