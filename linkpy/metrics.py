@@ -124,7 +124,7 @@ class Gauge:
 #: Buckets per power of two (the precision: a bucket is at most 1/64 of its values wide).
 _SUB_BUCKETS = 64
 #: The smallest value with a bucket of its own (2**-10) and the first value past the
-#: last bucket (2**36): microseconds to months in milliseconds, bytes to 64 GiB.
+#: last bucket (2**36): a microsecond to two years in milliseconds, bytes to 64 GiB.
 _LOWEST = 2.0**-10
 _HIGHEST = 2.0**36
 # frexp(v) == (m, e) with v == m * 2**e and 0.5 <= m < 1; v falls in bucket
@@ -152,7 +152,7 @@ def _bucket_bounds(i: int) -> tuple[float, float]:
     if i >= _OVERFLOW:
         return (_HIGHEST, math.inf)
     e, j = divmod(i - _OFFSET - _SUB_BUCKETS, _SUB_BUCKETS)
-    j += _SUB_BUCKETS
+    j += _SUB_BUCKETS  # the bucket is [j / 128 * 2**e, (j + 1) / 128 * 2**e)
     return (ldexp(j, e - 7), ldexp(j + 1, e - 7))
 
 
@@ -269,7 +269,7 @@ class Stat:
             self._advance(True)
         if v >= _LOWEST:
             if v < _HIGHEST:
-                m, e = frexp(v)
+                m, e = frexp(v)  # _bucket_index, inlined (64 == _SUB_BUCKETS)
                 self._buckets[e * 64 + int(m * 128.0) + _OFFSET] += 1
             else:
                 self._buckets[_OVERFLOW] += 1
@@ -543,9 +543,10 @@ class Metrics(Scope):
     def prometheus(self, prefix: str = "") -> str:
         """Every metric in the Prometheus text format, each name led by ``prefix``."""
         from prometheus_client.exposition import generate_latest
+        from prometheus_client.metrics_core import Metric
         from prometheus_client.registry import Collector, CollectorRegistry
 
-        families = _PromFamilies(prefix)
+        families = _PromFamilies(prefix, Metric)
         families.walk(self, [], {}, None)
 
         class _Collector(Collector):
@@ -620,8 +621,9 @@ class _PromFamilies:
     written, are left out (both come only from names that escape alike).
     """
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, metric_class: type[PromMetric]) -> None:
         self.prefix = prefix
+        self.metric_class = metric_class
         self.families: dict[str, PromMetric] = {}
         self.seen: set[tuple[str, frozenset[tuple[str, str]]]] = set()
 
@@ -638,10 +640,10 @@ class _PromFamilies:
             name = child._name
             if exn is not None:
                 sub = dict(labels)
-                sub["exception"] = f"{sub['exception']}:{name}" if "exception" in sub else name
+                sub["exception"] = f"{sub['exception']}:{_label_value(name)}"
                 self.walk(child, parts, sub, exn)
             elif child._is_label and node._name not in labels:
-                self.walk(child, parts, {**labels, node._name: name}, None)
+                self.walk(child, parts, {**labels, node._name: _label_value(name)}, None)
             elif (
                 not child._is_label
                 and not node._is_label
@@ -651,49 +653,57 @@ class _PromFamilies:
             ):
                 # failures/<exception...> -> failures{exception="a:b"}; exn/... -> exceptions
                 elems = parts[:-1] + ["exceptions" if node._name == "exn" else "failures"]
-                self.walk(child, elems, {**labels, "exception": name}, elems[-1])
+                self.walk(child, elems, {**labels, "exception": _label_value(name)}, elems[-1])
             else:
                 self.walk(child, [*parts, name], labels, None)
 
-    def compatible(self, name: str, typ: str) -> bool:
-        """Whether a family ``name`` of type ``typ`` may take samples."""
+    def family(self, name: str, typ: str) -> PromMetric | None:
+        """The family ``name``, created when new; None if it has another type."""
         family = self.families.get(name)
-        return family is None or family.type == typ
+        if family is None:
+            family = self.families[name] = self.metric_class(name, "", typ)
+        elif family.type != typ:
+            return None
+        return family
 
-    def sample(
-        self, family: str, typ: str, name: str, labels: dict[str, str], value: float
-    ) -> None:
-        from prometheus_client.metrics_core import Metric
-
-        key = (name, frozenset(labels.items()))
+    def first(self, name: str, labels: frozenset[tuple[str, str]]) -> bool:
+        """Whether no sample ``name`` with these labels was written yet (and note it)."""
+        key = (name, labels)
         if key in self.seen:
-            return
+            return False
         self.seen.add(key)
-        metric = self.families.get(family)
-        if metric is None:
-            metric = self.families[family] = Metric(family, "", typ)
-        metric.add_sample(name, labels, value)
+        return True
 
-    def add(self, metric: _Metric, parts: list[str], labels0: dict[str, str]) -> None:
+    def add(self, metric: _Metric, parts: list[str], labels: dict[str, str]) -> None:
         name = _prom_name(self.prefix + ":".join(parts))
-        labels = {k: _label_value(v) for k, v in labels0.items()}
+        key = frozenset(labels.items())
         if isinstance(metric, Counter):
-            if self.compatible(name, "counter"):
-                self.sample(name, "counter", name + "_total", labels, metric.value)
+            family = self.family(name, "counter")
+            if family is not None and self.first(name + "_total", key):
+                family.add_sample(name + "_total", labels, metric.value)
         elif isinstance(metric, Gauge):
             value = _read_gauge(metric)
-            if value is not None and self.compatible(name, "gauge"):
-                self.sample(name, "gauge", name, labels, value)
+            if value is None:
+                return
+            family = self.family(name, "gauge")
+            if family is not None and self.first(name, key):
+                family.add_sample(name, labels, value)
         else:
             snap = metric.snapshot()
             if snap.count == 0:
                 return  # as Linkerd: an empty histogram is not exported
-            avg = name + "_avg"
-            if not (self.compatible(name, "summary") and self.compatible(avg, "gauge")):
+            avg_name = name + "_avg"
+            known = self.families.get(avg_name)
+            if known is not None and known.type != "gauge":
                 return
-            self.sample(name, "summary", name + "_count", labels, snap.count)
-            self.sample(name, "summary", name + "_sum", labels, snap.sum)
+            summary = self.family(name, "summary")
+            if summary is None or not self.first(name, key):
+                return
+            summary.add_sample(name + "_count", labels, snap.count)
+            summary.add_sample(name + "_sum", labels, snap.sum)
             values = (snap.min, snap.p50, snap.p90, snap.p95, snap.p99, snap.p9990, snap.p9999)
             for q, v in zip(_QUANTILES, (*values, snap.max), strict=True):
-                self.sample(name, "summary", name, {**labels, "quantile": q}, v)
-            self.sample(avg, "gauge", avg, labels, snap.avg)
+                summary.add_sample(name, {**labels, "quantile": q}, v)
+            avg = self.family(avg_name, "gauge")
+            if avg is not None and self.first(avg_name, key):
+                avg.add_sample(avg_name, labels, snap.avg)
