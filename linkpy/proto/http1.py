@@ -1,0 +1,532 @@
+"""HTTP/1.1 message framing: bytes in, events out; heads in, bytes out.  No I/O.
+
+The parsing is llhttp's (through httptools).  A parser is fed the bytes read from a
+connection and appends events to its ``events`` list:
+
+- ``(HEAD, RequestHead | ResponseHead)`` when a message head is complete,
+- ``(DATA, bytes)`` for each piece of (de-chunked) body,
+- ``(END, trailers)`` when the message is complete (``trailers`` is a list of header
+  pairs, or None),
+- ``(UPGRADE, bytes)`` when the head asked for a protocol switch (``Upgrade`` or
+  ``CONNECT``): the bytes that followed the head belong to the new protocol.
+
+Heads carry the header list as sent (original case) plus the few facts a proxy needs
+(framing, keep-alive, ``Expect``, ``Host``), extracted while parsing so that the router
+never scans headers twice.  Limits on the request line and on the header block give
+414 and 431, as ``maxInitialLineKB`` and ``maxHeadersKB`` do in Linkerd.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from typing import Final
+
+import httptools
+
+from ..errors import RemoteProtocolError
+
+HEAD: Final = 0
+DATA: Final = 1
+END: Final = 2
+UPGRADE: Final = 3
+
+Headers = list[tuple[bytes, bytes]]
+Event = tuple[int, object]
+
+#: Headers that describe one connection, never forwarded (RFC 9110 section 7.6.1).
+HOP_BY_HOP: Final = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+
+
+class TooLarge(RemoteProtocolError):
+    """A request line or header block over its limit."""
+
+
+def _tokens(value: bytes) -> list[bytes]:
+    return [t.strip().lower() for t in value.split(b",") if t.strip()]
+
+
+class RequestHead:
+    """A request's head.  ``headers`` is mutable: the router edits it in place."""
+
+    __slots__ = (
+        "method",
+        "target",
+        "version",
+        "headers",
+        "host",
+        "content_length",
+        "chunked",
+        "keep_alive",
+        "expect_continue",
+        "connection_tokens",
+        "has_l5d",
+        "upgrade",
+    )
+
+    def __init__(
+        self,
+        method: bytes,
+        target: bytes,
+        headers: Headers,
+        version: bytes = b"1.1",
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers
+        self.host: bytes | None = None
+        self.content_length: int | None = None
+        self.chunked = False
+        self.keep_alive = version == b"1.1"
+        self.expect_continue = False
+        self.connection_tokens: list[bytes] = []
+        self.has_l5d = False
+        self.upgrade = False
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or bool(self.content_length)
+
+    def get(self, name: bytes) -> bytes | None:
+        """The first value of a header (``name`` in lower case)."""
+        for k, v in self.headers:
+            if k.lower() == name:
+                return v
+        return None
+
+    def get_all(self, name: bytes) -> list[bytes]:
+        return [v for k, v in self.headers if k.lower() == name]
+
+    def remove(self, name: bytes) -> None:
+        self.headers[:] = [(k, v) for k, v in self.headers if k.lower() != name]
+
+    def set(self, name: bytes, value: bytes) -> None:
+        lname = name.lower()
+        self.headers[:] = [(k, v) for k, v in self.headers if k.lower() != lname]
+        self.headers.append((name, value))
+
+    def __repr__(self) -> str:
+        return f"<RequestHead {self.method.decode()} {self.target!r} HTTP/{self.version.decode()}>"
+
+
+class ResponseHead:
+    __slots__ = (
+        "status",
+        "reason",
+        "version",
+        "headers",
+        "content_length",
+        "chunked",
+        "keep_alive",
+        "connection_tokens",
+    )
+
+    def __init__(
+        self, status: int, headers: Headers, reason: bytes = b"", version: bytes = b"1.1"
+    ) -> None:
+        self.status = status
+        self.reason = reason
+        self.version = version
+        self.headers = headers
+        self.content_length: int | None = None
+        self.chunked = False
+        self.keep_alive = version == b"1.1"
+        self.connection_tokens: list[bytes] = []
+
+    def get(self, name: bytes) -> bytes | None:
+        for k, v in self.headers:
+            if k.lower() == name:
+                return v
+        return None
+
+    def set(self, name: bytes, value: bytes) -> None:
+        lname = name.lower()
+        self.headers[:] = [(k, v) for k, v in self.headers if k.lower() != lname]
+        self.headers.append((name, value))
+
+    def __repr__(self) -> str:
+        return f"<ResponseHead {self.status}>"
+
+
+def _parse_length(value: bytes) -> int:
+    v = value.strip()
+    if not v.isdigit() or len(v) > 18:
+        raise RemoteProtocolError("invalid Content-Length")
+    return int(v)
+
+
+class RequestParser:
+    """Parses the requests of one downstream connection (pipelining included)."""
+
+    __slots__ = (
+        "_p",
+        "events",
+        "_url",
+        "_headers",
+        "_trailers",
+        "_in_head",
+        "_head_fed",
+        "_header_bytes",
+        "_head",
+        "max_line",
+        "max_headers",
+        "_host",
+        "_length",
+        "_chunked",
+        "_expect",
+        "_conn",
+        "_l5d",
+        "_upgrade",
+    )
+
+    def __init__(self, max_line: int = 4096, max_headers: int = 8192) -> None:
+        self.max_line = max_line
+        self.max_headers = max_headers
+        self.events: deque[Event] = deque()
+        self._p = httptools.HttpRequestParser(self)
+        self._in_head = False
+        self._head_fed = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self._url = b""
+        self._headers: Headers = []
+        self._trailers: Headers | None = None
+        self._header_bytes = 0
+        self._head: RequestHead | None = None
+        self._host: bytes | None = None
+        self._length: int | None = None
+        self._chunked = False
+        self._expect = False
+        self._conn: list[bytes] = []
+        self._l5d = False
+        self._upgrade = False
+
+    # -- httptools callbacks --------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._reset()
+        self._in_head = True
+        self._head_fed = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self.max_line:
+            raise TooLarge("request line too long", 414)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._head is not None:  # a trailer of a chunked body
+            if self._trailers is None:
+                self._trailers = []
+            self._trailers.append((name, value))
+            return
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > self.max_headers:
+            raise TooLarge("request headers too large", 431)
+        self._headers.append((name, value))
+        lname = name.lower()
+        if lname == b"host":
+            self._host = value
+        elif lname == b"content-length":
+            length = _parse_length(value)
+            if self._length is not None and self._length != length:
+                raise RemoteProtocolError("conflicting Content-Length headers")
+            self._length = length
+        elif lname == b"transfer-encoding":
+            self._chunked = _tokens(value)[-1:] == [b"chunked"]
+        elif lname == b"connection":
+            self._conn.extend(_tokens(value))
+        elif lname == b"expect":
+            self._expect = value.strip().lower() == b"100-continue"
+        elif lname == b"upgrade":
+            self._upgrade = True
+        elif lname[:4] == b"l5d-":
+            self._l5d = True
+
+    def on_headers_complete(self) -> None:
+        p = self._p
+        head = RequestHead(p.get_method(), self._url, self._headers, p.get_http_version().encode())
+        head.host = self._host
+        if self._chunked:
+            head.chunked = True
+        elif self._length is not None:
+            head.content_length = self._length
+        head.keep_alive = p.should_keep_alive()
+        head.expect_continue = self._expect
+        head.connection_tokens = self._conn
+        head.has_l5d = self._l5d
+        head.upgrade = self._upgrade
+        self._head = head
+        self._in_head = False
+        self.events.append((HEAD, head))
+
+    def on_body(self, body: bytes) -> None:
+        self.events.append((DATA, body))
+
+    def on_message_complete(self) -> None:
+        self.events.append((END, self._trailers))
+
+    # -- feeding --------------------------------------------------------------
+
+    def feed(self, data: bytes | bytearray) -> None:
+        """Parse ``data``; raises :class:`RemoteProtocolError` (with a status hint)."""
+        try:
+            self._p.feed_data(data)
+        except httptools.HttpParserUpgrade as e:
+            offset = e.args[0] if e.args else len(data)
+            self.events.append((UPGRADE, bytes(data[offset:])))
+        except httptools.HttpParserCallbackError as e:
+            if isinstance(e.__context__, RemoteProtocolError):
+                raise e.__context__ from None
+            raise RemoteProtocolError(f"bad request: {e}") from None
+        except httptools.HttpParserError as e:
+            raise RemoteProtocolError(f"bad request: {e}") from None
+        if self._in_head:
+            # llhttp buffers a header it has not finished: bound what we feed it
+            self._head_fed += len(data)
+            if self._head_fed > self.max_line + self.max_headers + 4096:
+                raise TooLarge("request head too large", 431)
+
+
+class ResponseParser:
+    """Parses the responses on one upstream connection.
+
+    ``expect_head_response()`` must be called before the response to a HEAD request:
+    its head completes it (whatever its framing headers say), and the parser cannot be
+    used afterwards (the connection is re-used with a new parser).
+    """
+
+    __slots__ = (
+        "_p",
+        "events",
+        "_headers",
+        "_trailers",
+        "_reason",
+        "_head",
+        "_length",
+        "_chunked",
+        "_conn",
+        "_head_only",
+        "done",
+        "max_headers",
+        "_header_bytes",
+        "_fed",
+    )
+
+    def __init__(self, max_headers: int = 65536) -> None:
+        self.max_headers = max_headers
+        self.events: deque[Event] = deque()
+        self._p = httptools.HttpResponseParser(self)
+        self._head_only = False
+        self.done = False
+        self._fed = 0
+        self._begin()
+
+    def _begin(self) -> None:
+        self._headers: Headers = []
+        self._trailers: Headers | None = None
+        self._reason = b""
+        self._head: ResponseHead | None = None
+        self._length: int | None = None
+        self._chunked = False
+        self._conn: list[bytes] = []
+        self._header_bytes = 0
+        self._fed = 0
+
+    def expect_head_response(self) -> None:
+        self._head_only = True
+
+    def on_message_begin(self) -> None:
+        self._begin()
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._head is not None:
+            if self._trailers is None:
+                self._trailers = []
+            self._trailers.append((name, value))
+            return
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > self.max_headers:
+            raise RemoteProtocolError("response headers too large", 502)
+        self._headers.append((name, value))
+        lname = name.lower()
+        if lname == b"content-length":
+            self._length = _parse_length(value)
+        elif lname == b"transfer-encoding":
+            self._chunked = _tokens(value)[-1:] == [b"chunked"]
+        elif lname == b"connection":
+            self._conn.extend(_tokens(value))
+
+    def on_headers_complete(self) -> None:
+        p = self._p
+        status = p.get_status_code()
+        head = ResponseHead(status, self._headers, self._reason, p.get_http_version().encode())
+        if self._chunked:
+            head.chunked = True
+        elif self._length is not None:
+            head.content_length = self._length
+        head.keep_alive = p.should_keep_alive()
+        head.connection_tokens = self._conn
+        self._head = head
+        self.events.append((HEAD, head))
+        if self._head_only and status >= 200:
+            self.events.append((END, None))
+            self.done = True
+
+    def on_body(self, body: bytes) -> None:
+        if not self.done:
+            self.events.append((DATA, body))
+
+    def on_message_complete(self) -> None:
+        if not self.done:
+            self.events.append((END, self._trailers))
+
+    def feed(self, data: bytes | bytearray) -> None:
+        if self.done:
+            raise RemoteProtocolError("data after a HEAD response", 502)
+        if self._head is None:
+            self._fed += len(data)
+            if self._fed > self.max_headers + 8192:
+                raise RemoteProtocolError("response head too large", 502)
+        try:
+            self._p.feed_data(data)
+        except httptools.HttpParserUpgrade as e:
+            offset = e.args[0] if e.args else len(data)
+            self.events.append((UPGRADE, bytes(data[offset:])))
+        except httptools.HttpParserCallbackError as e:
+            if isinstance(e.__context__, RemoteProtocolError):
+                raise e.__context__ from None
+            raise RemoteProtocolError(f"bad response: {e}", 502) from None
+        except httptools.HttpParserError as e:
+            raise RemoteProtocolError(f"bad response: {e}", 502) from None
+
+    def eof(self) -> None:
+        """The connection closed: completes a body delimited by the close."""
+        head = self._head
+        if (
+            head is not None
+            and not self.done
+            and not head.chunked
+            and head.content_length is None
+            and (not self.events or self.events[-1][0] != END)
+            and body_allowed(head.status)
+        ):
+            self.events.append((END, None))
+            return
+        raise RemoteProtocolError("connection closed before the response was complete", 502)
+
+    @property
+    def close_delimited(self) -> bool:
+        head = self._head
+        return (
+            head is not None
+            and not head.chunked
+            and head.content_length is None
+            and body_allowed(head.status)
+            and not self._head_only
+        )
+
+
+def body_allowed(status: int) -> bool:
+    return status >= 200 and status != 204 and status != 304
+
+
+# --- serialization ----------------------------------------------------------------
+
+
+def request_head_bytes(head: RequestHead, extra: Sequence[tuple[bytes, bytes]] = ()) -> bytes:
+    parts = [head.method, b" ", head.target, b" HTTP/1.1\r\n"]
+    for k, v in head.headers:
+        parts += (k, b": ", v, b"\r\n")
+    for k, v in extra:
+        parts += (k, b": ", v, b"\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+_STATUS_LINES: dict[int, bytes] = {}
+
+
+def status_line(status: int, reason: bytes = b"") -> bytes:
+    if not reason:
+        line = _STATUS_LINES.get(status)
+        if line is None:
+            line = b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b"Unknown"))
+            _STATUS_LINES[status] = line
+        return line
+    return b"HTTP/1.1 %d %s\r\n" % (status, reason)
+
+
+def response_head_bytes(head: ResponseHead, extra: Sequence[tuple[bytes, bytes]] = ()) -> bytes:
+    parts = [status_line(head.status, head.reason)]
+    for k, v in head.headers:
+        parts += (k, b": ", v, b"\r\n")
+    for k, v in extra:
+        parts += (k, b": ", v, b"\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+def last_chunk(trailers: Headers | None = None) -> bytes:
+    if not trailers:
+        return b"0\r\n\r\n"
+    return b"0\r\n" + b"".join(k + b": " + v + b"\r\n" for k, v in trailers) + b"\r\n"
+
+
+def strip_hop_by_hop(headers: Headers, connection_tokens: list[bytes]) -> Headers:
+    """The headers without hop-by-hop ones (and those ``Connection`` names)."""
+    drop = HOP_BY_HOP.union(connection_tokens) if connection_tokens else HOP_BY_HOP
+    return [(k, v) for k, v in headers if k.lower() not in drop]
+
+
+REASONS: Final[dict[int, bytes]] = {
+    100: b"Continue",
+    101: b"Switching Protocols",
+    103: b"Early Hints",
+    200: b"OK",
+    201: b"Created",
+    202: b"Accepted",
+    204: b"No Content",
+    206: b"Partial Content",
+    301: b"Moved Permanently",
+    302: b"Found",
+    304: b"Not Modified",
+    400: b"Bad Request",
+    401: b"Unauthorized",
+    403: b"Forbidden",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    408: b"Request Timeout",
+    411: b"Length Required",
+    413: b"Content Too Large",
+    414: b"URI Too Long",
+    415: b"Unsupported Media Type",
+    417: b"Expectation Failed",
+    429: b"Too Many Requests",
+    431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error",
+    501: b"Not Implemented",
+    502: b"Bad Gateway",
+    503: b"Service Unavailable",
+    504: b"Gateway Timeout",
+}
