@@ -47,6 +47,8 @@ from ._dtab import Dentry as Dentry
 from ._dtab import Dtab as Dtab
 from ._dtab import Prefix as Prefix
 from ._path import Path as Path
+from ._pattern import PathPattern as PathPattern
+from ._pattern import substitute as substitute
 from ._state import Failed as Failed
 from ._state import Ok as Ok
 from ._state import Pending as Pending

@@ -1,0 +1,283 @@
+"""Clients: one per bound name, balancing over the endpoints its Addr lists.
+
+A :class:`Client` follows its bound name's ``Var[Addr]``: endpoints appear and go as
+the namer reports them, without failing requests in flight (a removed endpoint's busy
+connections finish their request and close).  Each :class:`Endpoint` keeps a pool of
+idle HTTP/1.1 connections (most recently used first), its load (requests in flight)
+and its weight.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from ..activity import Var
+from ..errors import ConnectFailed, Overloaded
+from ..metrics import Scope
+from ..naming import Addr, AddrBound, Address, AddrFailed, AddrSource, Path
+from ..transport.errors import describe
+from ..transport.http1 import ClientConnection
+from .balancers import P2C, Balancer, RoundRobin
+
+log = logging.getLogger("linkpy.client")
+
+
+class PoolConfig:
+    """hostConnectionPool and session settings of a client."""
+
+    __slots__ = ("max_size", "max_idle", "idle_time", "max_waiters", "connect_timeout", "life_time")
+
+    def __init__(
+        self,
+        *,
+        max_size: int | None = None,
+        max_idle: int = 64,
+        idle_time: float | None = None,
+        max_waiters: int | None = None,
+        connect_timeout: float = 1.0,
+        life_time: float | None = None,
+    ) -> None:
+        self.max_size = max_size
+        self.max_idle = max_idle
+        self.idle_time = idle_time
+        self.max_waiters = max_waiters
+        self.connect_timeout = connect_timeout
+        self.life_time = life_time
+
+
+class Endpoint:
+    """One address of a client: its pool, load and health."""
+
+    __slots__ = (
+        "host",
+        "port",
+        "weight",
+        "metadata",
+        "idle",
+        "load",
+        "open",
+        "waiters",
+        "removed",
+        "available",
+        "client",
+        "accrual",
+        "latency_ewma",
+        "requests",
+        "failures",
+    )
+
+    def __init__(self, address: Address, client: Client) -> None:
+        self.host = address.host
+        self.port = address.port
+        self.weight = address.weight if address.weight > 0 else 0.0
+        self.metadata = address.metadata
+        self.idle: list[ClientConnection] = []
+        #: requests in flight
+        self.load = 0
+        #: connections open (idle or busy)
+        self.open = 0
+        self.waiters = trio.lowlevel.ParkingLot()
+        self.removed = False
+        #: False while failure accrual has marked the endpoint dead
+        self.available = True
+        self.client = client
+        self.accrual: Any = None
+        self.latency_ewma = 0.0
+        self.requests = 0
+        self.failures = 0
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+    def show(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def __repr__(self) -> str:
+        return f"<Endpoint {self.show()} load={self.load}>"
+
+    async def connection(self) -> ClientConnection:
+        """A pooled connection, or a new one (waiting if the pool is at its maximum)."""
+        cfg = self.client.pool
+        idle = self.idle
+        now = trio.current_time()
+        while idle:
+            conn = idle.pop()
+            if cfg.idle_time is not None and now - conn.idle_since > cfg.idle_time:
+                self._discard(conn)
+                continue
+            return conn
+        if cfg.max_size is not None:
+            while self.open >= cfg.max_size:
+                if cfg.max_waiters is not None and len(self.waiters) >= cfg.max_waiters:
+                    raise Overloaded(f"connection pool for {self.show()} has too many waiters")
+                await self.waiters.park()
+                if idle:
+                    return idle.pop()
+        self.open += 1
+        try:
+            with trio.fail_after(cfg.connect_timeout):
+                stream = await trio.open_tcp_stream(self.host, self.port)
+        except BaseException as e:
+            self.open -= 1
+            self.waiters.unpark()
+            if isinstance(e, trio.TooSlowError):
+                raise ConnectFailed(f"connect to {self.show()} timed out") from None
+            if isinstance(e, OSError):
+                raise ConnectFailed(f"connect to {self.show()} failed: {describe(e)}") from None
+            raise
+        self.client.connects.incr()
+        return ClientConnection(stream)
+
+    def release(self, conn: ClientConnection, reusable: bool) -> None:
+        """Give a connection back: pooled if it can carry another request."""
+        if (
+            reusable
+            and not self.removed
+            and conn.reusable
+            and len(self.idle) < self.client.pool.max_idle
+        ):
+            conn.idle_since = trio.current_time()
+            self.idle.append(conn)
+            self.waiters.unpark()
+        else:
+            self._discard(conn)
+
+    def _discard(self, conn: ClientConnection) -> None:
+        self.open -= 1
+        self.waiters.unpark()
+        self.client.closes.incr()
+        conn.abort()
+
+    def close_idle(self) -> None:
+        while self.idle:
+            self._discard(self.idle.pop())
+
+
+class Client:
+    """The load balancer and endpoints of one bound name."""
+
+    def __init__(
+        self,
+        id_: Path | object,
+        addr: AddrSource,
+        metrics: Scope,
+        *,
+        balancer: Balancer | None = None,
+        pool: PoolConfig | None = None,
+        make_accrual: Callable[[Endpoint], Any] | None = None,
+    ) -> None:
+        self.id = id_
+        self.addr_source = addr
+        self.metrics = metrics
+        self.balancer: Balancer = balancer or P2C()
+        self.pool = pool or PoolConfig()
+        self.make_accrual = make_accrual
+        self.endpoints: list[Endpoint] = []
+        #: endpoints the balancer may pick (weight > 0)
+        self.live: list[Endpoint] = []
+        self._by_key: dict[tuple[str, int], Endpoint] = {}
+        self.addr: Addr = Addr.Pending
+        self.last_used = 0.0
+        self.requests = metrics.counter("requests")
+        self.connects = metrics.counter("connects")
+        self.closes = metrics.counter("closes")
+        metrics.gauge("loadbalancer", "size", fn=lambda: float(len(self.endpoints)))
+        metrics.gauge(
+            "loadbalancer",
+            "available",
+            fn=lambda: float(sum(1 for e in self.endpoints if e.available)),
+        )
+        metrics.gauge("load", fn=lambda: float(sum(e.load for e in self.endpoints)))
+        metrics.gauge("connections", fn=lambda: float(sum(e.open for e in self.endpoints)))
+        self._unobserve: Callable[[], None] | None = None
+        if isinstance(addr, Var):
+            self._unobserve = addr.observe(self._update)
+        self._update(addr.sample())
+
+    def _update(self, addr: Addr) -> None:
+        if isinstance(addr, AddrFailed) and isinstance(self.addr, AddrBound):
+            log.warning(
+                "addresses of %s failed (%s); keeping the last ones", self.id_show, addr.message
+            )
+            return
+        if addr is Addr.Pending and isinstance(self.addr, AddrBound):
+            return
+        self.addr = addr
+        addresses = addr.addresses if isinstance(addr, AddrBound) else frozenset()
+        new: list[Endpoint] = []
+        by_key: dict[tuple[str, int], Endpoint] = {}
+        for a in sorted(addresses, key=lambda a: (a.host, a.port)):
+            key = (a.host, a.port)
+            ep = self._by_key.get(key)
+            if ep is None:
+                ep = Endpoint(a, self)
+                if self.make_accrual is not None:
+                    ep.accrual = self.make_accrual(ep)
+            else:
+                ep.weight = a.weight if a.weight > 0 else 0.0
+                ep.metadata = a.metadata
+            by_key[key] = ep
+            new.append(ep)
+        for key, ep in self._by_key.items():
+            if key not in by_key:
+                ep.removed = True
+                ep.close_idle()
+        self.endpoints = new
+        self._by_key = by_key
+        live = [e for e in new if e.weight > 0]
+        if not live and new:  # all weights zero: share equally
+            for e in new:
+                e.weight = 1.0
+            live = new
+        self.live = live
+        self.balancer.update(live)
+
+    @property
+    def id_show(self) -> str:
+        show = getattr(self.id, "show", None)
+        return str(show()) if callable(show) else str(self.id)
+
+    def pick(self) -> Endpoint | None:
+        live = self.live
+        if not live:
+            return None
+        return self.balancer.pick(live)
+
+    def endpoint(self, key: tuple[str, int]) -> Endpoint | None:
+        return self._by_key.get(key)
+
+    def close(self) -> None:
+        if self._unobserve is not None:
+            self._unobserve()
+            self._unobserve = None
+        for ep in self.endpoints:
+            ep.removed = True
+            ep.close_idle()
+        self.metrics.remove()
+
+
+def make_balancer(kind: str, max_effort: int = 5, **params: float) -> Balancer:
+    if kind == "roundRobin":
+        return RoundRobin(max_effort)
+    if kind == "p2c":
+        return P2C(max_effort)
+    from . import balancers
+
+    factory = getattr(balancers, "make_" + kind, None)
+    if factory is None:
+        raise ValueError(f"unknown load balancer {kind!r}")
+    return factory(max_effort=max_effort, **params)  # type: ignore[no-any-return]
+
+
+def ms(value: int | None) -> float | None:
+    return None if value is None else value / 1000.0
+
+
+def inf_or(value: int | None) -> float:
+    return math.inf if value is None else float(value)
