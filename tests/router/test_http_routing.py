@@ -1,0 +1,424 @@
+"""The HTTP/1.1 router end to end: real sockets, real clients (httpx, curl), h11 backends."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import httpx
+import trio
+
+from ..backends import Reply, Seen
+from ..conftest import (
+    MakeBackend,
+    StartLinker,
+    admin_url,
+    fs_config,
+    require_tool,
+    router_url,
+    run,
+    write_disco,
+)
+
+
+async def test_routes_by_host(
+    backend: MakeBackend, start_linker: StartLinker, disco: Path, http: httpx.AsyncClient
+) -> None:
+    users = await backend("users")
+    web = await backend("web")
+    write_disco(disco, "users", users)
+    write_disco(disco, "web", web)
+    linker = await start_linker(fs_config(disco))
+    url = router_url(linker)
+    r = await http.get(url + "/profile?x=1", headers={"Host": "users"})
+    assert r.status_code == 200
+    assert r.text == "users GET /profile?x=1"
+    r = await http.get(url + "/", headers={"Host": "web"})
+    assert r.text == "web GET /"
+    seen = users.seen[0]
+    assert seen.header("l5d-dst-service") == "/svc/users"
+    assert seen.header("l5d-dst-client") == "/#/io.l5d.fs/users"
+    assert seen.header("l5d-dst-residual") is None
+    assert seen.header("l5d-reqid") is not None
+    assert seen.header("via") == "1.1 linkpy"
+    assert r.headers["via"] == "1.1 linkpy"
+
+
+async def test_routes_by_path_and_consumes(
+    backend: MakeBackend, start_linker: StartLinker, disco: Path, http: httpx.AsyncClient
+) -> None:
+    api = await backend("api")
+    write_disco(disco, "api", api)
+    extra = "  identifier:\n    kind: io.l5d.path\n    segments: 1\n    consume: true\n"
+    linker = await start_linker(fs_config(disco, extra=extra))
+    r = await http.get(router_url(linker) + "/api/v1/users?q=2")
+    assert r.status_code == 200
+    assert r.text == "api GET /v1/users?q=2"
+    assert api.seen[0].header("l5d-dst-service") == "/svc/api"
+
+
+async def test_identifier_list_tries_each(
+    backend: MakeBackend, start_linker: StartLinker, disco: Path, http: httpx.AsyncClient
+) -> None:
+    b = await backend("b")
+    write_disco(disco, "named", b)
+    extra = "  identifier:\n  - kind: io.l5d.header\n  - kind: io.l5d.static\n    path: /named\n"
+    linker = await start_linker(fs_config(disco, extra=extra))
+    r = await http.get(router_url(linker) + "/", headers={"l5d-name": "/named"})
+    assert r.status_code == 200
+    r = await http.get(router_url(linker) + "/x", headers={"Host": "whatever"})
+    assert r.status_code == 200  # the static identifier
+    assert [s.header("l5d-dst-service") for s in b.seen] == ["/svc/named", "/svc/named"]
+
+
+async def test_residual_header(
+    backend: MakeBackend, start_linker: StartLinker, disco: Path, http: httpx.AsyncClient
+) -> None:
+    b = await backend("b")
+    write_disco(disco, "web", b)
+    linker = await start_linker(fs_config(disco, dtab="/svc => /#/io.l5d.fs/web/extra;"))
+    r = await http.get(router_url(linker) + "/", headers={"Host": "x"})
+    assert r.status_code == 200
+    assert b.seen[0].header("l5d-dst-residual") == "/extra/x"
+
+
+async def test_http_proxy_absolute_form(
+    backend: MakeBackend, start_linker: StartLinker, disco: Path
+) -> None:
+    curl = require_tool("curl")
+    b = await backend("web")
+    write_disco(disco, "web", b)
+    linker = await start_linker(fs_config(disco))
+    out = await run(curl, "-s", "-x", router_url(linker), "http://web/path?a=b")
+    assert out.stdout == b"web GET /path?a=b"
+    assert b.seen[0].target == "/path?a=b"  # origin-form upstream
+    assert b.seen[0].header("host") == "web"
+
+
+async def test_dtab_fallback_when_a_file_is_missing(
+    backend: MakeBackend, start_linker: StartLinker, disco: Path, http: httpx.AsyncClient
+) -> None:
+    fallback = await backend("fallback")
+    write_disco(disco, "default", fallback)
+    dtab = "/svc => /#/io.l5d.fs/default | /#/io.l5d.fs;"
+    linker = await start_linker(fs_config(disco, dtab=dtab))
+    r = await http.get(router_url(linker) + "/", headers={"Host": "missing"})
+    assert r.status_code == 200
+    assert r.text.startswith("fallback")
+
+
+async def test_weighted_split(
+    backend: MakeBackend, start_linker: StartLinker, disco: Path, http: httpx.AsyncClient
+) -> None:
+    v1 = await backend("v1")
+    v2 = await backend("v2")
+    write_disco(disco, "v1", v1)
+    write_disco(disco, "v2", v2)
+    dtab = "/svc/web => 3 * /#/io.l5d.fs/v1 & 1 * /#/io.l5d.fs/v2;"
+    linker = await start_linker(fs_config(disco, dtab=dtab))
+    url = router_url(linker)
+    counts: Counter[str] = Counter()
+    for _ in range(2000):
+        r = await http.get(url + "/", headers={"Host": "web"})
+        counts[r.text.split()[0]] += 1
+    assert counts["v1"] + counts["v2"] == 2000
+    assert abs(counts["v1"] / 2000 - 0.75) < 0.05
+
+
+async def test_l5d_dtab_override(
+    backend: MakeBackend, start_linker: StartLinker, disco: Path, http: httpx.AsyncClient
+) -> None:
+    v1 = await backend("v1")
+    v2 = await backend("v2")
+    write_disco(disco, "web", v1)
+    write_disco(disco, "web-v2", v2)
+    linker = await start_linker(fs_config(disco))
+    url = router_url(linker)
+    r = await http.get(url + "/", headers={"Host": "web"})
+    assert r.text.startswith("v1")
+    r = await http.get(
+        url + "/", headers={"Host": "web", "l5d-dtab": "/svc/web => /#/io.l5d.fs/web-v2"}
+    )
+    assert r.text.startswith("v2")
+    seen = v2.seen[-1]
+    assert seen.header("l5d-dtab") is None
+    assert seen.header("l5d-ctx-dtab") == "/svc/web=>/#/io.l5d.fs/web-v2"
+    # l5d-ctx-dtab from an upstream linker composes before l5d-dtab
+    r = await http.get(
+        url + "/",
+        headers={
+            "Host": "web",
+            "l5d-ctx-dtab": "/svc/web => /#/io.l5d.fs/web-v2",
+            "l5d-dtab": "/svc/web => /#/io.l5d.fs/web",
+        },
+    )
+    assert r.text.startswith("v1")
+    assert v1.seen[-1].header("l5d-ctx-dtab") == (
+        "/svc/web=>/#/io.l5d.fs/web-v2;/svc/web=>/#/io.l5d.fs/web"
+    )
+
+
+async def test_clear_context_ignores_dtab_headers(
+    backend: MakeBackend, start_linker: StartLinker, disco: Path, http: httpx.AsyncClient
+) -> None:
+    v1 = await backend("v1")
+    v2 = await backend("v2")
+    write_disco(disco, "web", v1)
+    write_disco(disco, "web-v2", v2)
+    linker = await start_linker(fs_config(disco, server="    clearContext: true\n"))
+    r = await http.get(
+        router_url(linker) + "/",
+        headers={"Host": "web", "l5d-dtab": "/svc/web => /#/io.l5d.fs/web-v2", "l5d-ctx-x": "1"},
+    )
+    assert r.text.startswith("v1")
+    assert v1.seen[0].header("l5d-ctx-x") is None
+
+
+async def test_editing_a_disco_file_under_load_fails_nothing(
+    backend: MakeBackend, start_linker: StartLinker, disco: Path, http: httpx.AsyncClient
+) -> None:
+    a = await backend("a")
+    b = await backend("b")
+    write_disco(disco, "web", a)
+    linker = await start_linker(fs_config(disco))
+    url = router_url(linker)
+    statuses: Counter[int] = Counter()
+    served: Counter[str] = Counter()
+    done = trio.Event()
+    progress = trio.Event()
+
+    async def client() -> None:
+        nonlocal progress
+        while not done.is_set():
+            r = await http.get(url + "/", headers={"Host": "web"})
+            statuses[r.status_code] += 1
+            served[r.text.split()[0]] += 1
+            progress.set()
+
+    async def until(cond: Callable[[], bool]) -> None:
+        nonlocal progress
+        while not cond():
+            progress = trio.Event()
+            await progress.wait()
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(4):
+            nursery.start_soon(client)
+        await until(lambda: served["a"] >= 50)
+        write_disco(disco, "web", a, b)
+        await until(lambda: served["b"] >= 50)
+        write_disco(disco, "web", b)
+        before = served["a"]
+        await until(lambda: served["b"] >= 200)
+        settled = served["a"]
+        n = sum(statuses.values())
+        await until(lambda: sum(statuses.values()) >= n + 100)
+        done.set()
+    assert set(statuses) == {200}
+    assert served["a"] >= before
+    assert served["a"] <= settled + 4  # a removed endpoint gets no new requests
+
+
+async def test_keep_alive_and_pipelining(
+    backend: MakeBackend, start_linker: StartLinker, disco: Path
+) -> None:
+    b = await backend("b")
+    write_disco(disco, "web", b)
+    linker = await start_linker(fs_config(disco))
+    port = linker.ports()["out"][0]
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    reqs = b"".join(b"GET /%d HTTP/1.1\r\nHost: web\r\n\r\n" % i for i in range(5))
+    await stream.send_all(reqs)
+    data = b""
+    while data.count(b"HTTP/1.1 200") < 5 or not data.endswith(b"GET /4"):
+        chunk = await stream.receive_some(65536)
+        assert chunk
+        data += chunk
+    bodies = [part.split(b"\r\n\r\n", 1)[1][:12] for part in data.split(b"HTTP/1.1 200 OK\r\n")[1:]]
+    assert [x.rstrip(b"H") for x in bodies] == [b"b GET /%d" % i for i in range(5)]
+    await stream.aclose()
+    assert b.connections == 1  # one upstream connection, reused
+
+
+async def test_hop_by_hop_headers_are_removed(
+    backend: MakeBackend, start_linker: StartLinker, disco: Path
+) -> None:
+    async def handler(req: Seen) -> Reply:
+        return Reply(
+            200,
+            b"ok",
+            headers=[("Keep-Alive", "timeout=5"), ("Connection", "X-Private"), ("X-Private", "1")],
+        )
+
+    b = await backend("b", handler)
+    write_disco(disco, "web", b)
+    linker = await start_linker(fs_config(disco))
+    port = linker.ports()["out"][0]
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(
+        b"GET / HTTP/1.1\r\nHost: web\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\n"
+        b"Keep-Alive: 1\r\nProxy-Authorization: basic x\r\nTE: trailers\r\n\r\n"
+    )
+    data = b""
+    while not data.endswith(b"ok"):
+        data += await stream.receive_some(65536)
+    await stream.aclose()
+    seen = b.seen[0]
+    for h in ("x-secret", "keep-alive", "proxy-authorization", "te"):
+        assert seen.header(h) is None, h
+    assert seen.header("connection") is None
+    head = data.split(b"\r\n\r\n")[0].lower()
+    assert b"keep-alive:" not in head
+    assert b"x-private" not in head
+
+
+async def test_head_request(
+    backend: MakeBackend, start_linker: StartLinker, disco: Path, http: httpx.AsyncClient
+) -> None:
+    async def handler(req: Seen) -> Reply:
+        return Reply(200, b"x" * 1000)
+
+    b = await backend("b", handler)
+    write_disco(disco, "web", b)
+    linker = await start_linker(fs_config(disco))
+    r = await http.head(router_url(linker) + "/", headers={"Host": "web"})
+    assert r.status_code == 200
+    assert r.headers["content-length"] == "1000"
+    assert r.content == b""
+    r = await http.get(router_url(linker) + "/", headers={"Host": "web"})
+    assert r.content == b"x" * 1000  # the upstream connection is still in sync
+
+
+async def test_chunked_both_ways_and_trailers(
+    backend: MakeBackend, start_linker: StartLinker, disco: Path, http: httpx.AsyncClient
+) -> None:
+    async def handler(req: Seen) -> Reply:
+        async def body() -> object:
+            for i in range(3):
+                yield b"part%d;" % i
+
+        return Reply(200, body(), chunked=True, trailers=[("x-checksum", "42")])  # type: ignore[arg-type]
+
+    b = await backend("b", handler)
+    write_disco(disco, "web", b)
+    linker = await start_linker(fs_config(disco))
+
+    async def upload() -> AsyncIterator[bytes]:
+        for i in range(4):
+            yield b"up%d;" % i
+
+    r = await http.post(router_url(linker) + "/", headers={"Host": "web"}, content=upload())
+    assert r.status_code == 200
+    assert r.text == "part0;part1;part2;"
+    assert b.seen[0].body == b"up0;up1;up2;up3;"
+    assert b.seen[0].header("transfer-encoding") == "chunked"
+
+
+async def test_expect_100_continue(
+    backend: MakeBackend, start_linker: StartLinker, disco: Path
+) -> None:
+    curl = require_tool("curl")
+    b = await backend("b")
+    write_disco(disco, "web", b)
+    linker = await start_linker(fs_config(disco))
+    payload = b"y" * 200_000
+    out = await run(
+        curl,
+        "-s",
+        "-v",
+        "-H",
+        "Host: web",
+        "-H",
+        "Expect: 100-continue",
+        "--data-binary",
+        "@-",
+        router_url(linker) + "/up",
+        stdin=payload,
+    )
+    assert out.stdout == b"b POST /up"
+    assert b"100 Continue" in out.stderr
+    assert b.body_bytes == len(payload)
+
+
+async def test_connection_close(
+    backend: MakeBackend, start_linker: StartLinker, disco: Path
+) -> None:
+    b = await backend("b")
+    write_disco(disco, "web", b)
+    linker = await start_linker(fs_config(disco))
+    stream = await trio.open_tcp_stream("127.0.0.1", linker.ports()["out"][0])
+    await stream.send_all(b"GET / HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
+    data = b""
+    while True:
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            break
+        data += chunk
+    assert data.startswith(b"HTTP/1.1 200")
+    assert b"connection: close" in data.lower()
+
+
+async def test_http10_client(backend: MakeBackend, start_linker: StartLinker, disco: Path) -> None:
+    async def handler(req: Seen) -> Reply:
+        async def body() -> object:
+            yield b"streamed"
+
+        return Reply(200, body(), chunked=True)  # type: ignore[arg-type]
+
+    b = await backend("b", handler)
+    write_disco(disco, "web", b)
+    linker = await start_linker(fs_config(disco))
+    stream = await trio.open_tcp_stream("127.0.0.1", linker.ports()["out"][0])
+    await stream.send_all(b"GET / HTTP/1.0\r\nHost: web\r\n\r\n")
+    data = b""
+    while True:
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            break
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    assert b"chunked" not in head.lower()  # an HTTP/1.0 client cannot read chunks
+    assert body == b"streamed"
+
+
+async def test_forwarded_and_timestamp_headers(
+    backend: MakeBackend, start_linker: StartLinker, disco: Path, http: httpx.AsyncClient
+) -> None:
+    b = await backend("b")
+    write_disco(disco, "web", b)
+    server = (
+        "    addForwardedHeader:\n      by: {kind: static, label: edge}\n      for: {kind: ip}\n"
+        "    timestampHeader: X-Request-Start\n"
+    )
+    linker = await start_linker(fs_config(disco, server=server))
+    r = await http.get(router_url(linker) + "/", headers={"Host": "web"})
+    assert r.status_code == 200
+    fwd = b.seen[0].header("forwarded")
+    assert fwd is not None
+    assert "by=_edge" in fwd and "for=127.0.0.1" in fwd and 'host="web"' in fwd
+    ts = b.seen[0].header("x-request-start")
+    assert ts is not None and ts.isdigit()
+
+
+async def test_admin_ping_and_metrics(
+    backend: MakeBackend, start_linker: StartLinker, disco: Path, http: httpx.AsyncClient
+) -> None:
+    b = await backend("b")
+    write_disco(disco, "web", b)
+    linker = await start_linker(fs_config(disco))
+    await http.get(router_url(linker) + "/", headers={"Host": "web"})
+    await http.get(router_url(linker) + "/", headers={"Host": "nope"})
+    r = await http.get(admin_url(linker) + "/admin/ping")
+    assert r.text == "pong"
+    m = (await http.get(admin_url(linker) + "/admin/metrics.json")).json()
+    port = linker.ports()["out"][0]
+    server = f"rt/out/server/127.0.0.1/{port}"
+    assert m[f"{server}/requests"] == 2
+    assert m[f"{server}/success"] == 1
+    assert m[f"{server}/failures"] == 1
+    assert m[f"{server}/failures/no_brokers"] == 1
+    assert m[f"{server}/status/502"] == 1
+    assert m["rt/out/service/svc/web/requests"] == 1
+    assert m["rt/out/client/#/io.l5d.fs/web/requests"] == 1
+    assert m[f"{server}/request_latency_ms.count"] == 2
