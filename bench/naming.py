@@ -59,7 +59,7 @@ def _fs(rest: Path) -> State[NameTree[Name]]:
         f = rest.elems[0].decode()
         addr = AddrBound([Address("127.0.0.1", 8080)])
         return Ok(Leaf(Bound(Path.utf8("#", "io.l5d.fs", f), rest.drop(1), addr)))
-    return Ok(Neg)  # type: ignore[arg-type]
+    return Ok(Neg)
 
 
 def _inet(host: str, port: int, fixed: bool) -> AddrSource:

@@ -161,7 +161,7 @@ async def _delegate(args: argparse.Namespace) -> int:
 
     from .admin.handlers import explain
     from .config.load import load_file
-    from .config.schema import LinkerConfig, RouterConfig, ServerConfig
+    from .config.schema import LinkerConfig, ProtocolName, RouterConfig, ServerConfig
     from .linker import Linker
     from .naming import Dtab, Path, delegate_json
 
@@ -180,7 +180,9 @@ async def _delegate(args: argparse.Namespace) -> int:
     if args.config:
         cfg = load_file(args.config)
     else:
-        cfg = LinkerConfig(routers=[RouterConfig(protocol="http", servers=[ServerConfig(port=0)])])
+        cfg = LinkerConfig(
+            routers=[RouterConfig(protocol=ProtocolName("http"), servers=[ServerConfig(port=0)])]
+        )
     routers = {r.name: r for r in cfg.routers}
     router = routers.get(args.router) if args.router else cfg.routers[0]
     if router is None:

@@ -19,6 +19,7 @@ import trio
 from .config.load import namer_prefix
 from .config.registry import Registry
 from .config.schema import DEFAULT_PORTS, LinkerConfig
+from .errors import ConfigError, ParseError
 from .metrics import Metrics
 from .naming import Dtab, Path
 from .plugin import Namer, NamerContext
@@ -49,6 +50,7 @@ class Linker:
         self.inet = InetResolver()
         self.namers: list[tuple[Path, Namer]] = []
         self.routers: list[RouterRuntime] = []
+        self.dtab_files: list[DtabFile] = []
         self.admin: object | None = None
         self.admin_port = 0
         self._nursery: trio.Nursery | None = None
@@ -75,6 +77,10 @@ class Linker:
                 max_bindings=r.bindingCache.paths,
                 idle_ttl=float(r.bindingCache.idleTtlSecs),
             )
+            if r.interpreter.kind == "io.l5d.fs" and r.interpreter.dtabFile:
+                watcher = DtabFile(r.interpreter.dtabFile, interp)
+                interp.set_dtab(interp.dtab, watcher.read_now())
+                self.dtab_files.append(watcher)
             router = HttpRouter(r, interp, scope)
             runtime = RouterRuntime(router, [])
             for s in r.servers:
@@ -102,6 +108,8 @@ class Linker:
             await nursery.start(self.inet.run)
             for _, namer in self.namers:
                 await nursery.start(namer.run)
+            for watcher in self.dtab_files:
+                nursery.start_soon(watcher.run)
             for rt in self.routers:
                 for server, ctx in rt.servers:
                     ctx.port = await nursery.start(server.serve)
@@ -156,6 +164,57 @@ class Linker:
         """Start a shutdown from synchronous code (the admin's ``/admin/shutdown``)."""
         if self._nursery is not None:
             self._nursery.start_soon(self.shutdown, grace)
+
+
+class DtabFile:
+    """The ``io.l5d.fs`` interpreter: a dtab read from a file, re-read when it changes.
+
+    The file's dtab goes before the router's (Linkerd's interpreters prepend the dtab
+    they hold).  A file that stops parsing is reported and the last good dtab kept.
+    """
+
+    def __init__(self, path: str, interpreter: Interpreter, poll_interval: float = 1.0) -> None:
+        self.path = path
+        self.interpreter = interpreter
+        self.poll_interval = poll_interval
+        self._stamp: tuple[float, int] | None = None
+
+    def _stat(self) -> tuple[float, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_mtime, st.st_size)
+
+    def read_now(self) -> Dtab:
+        """Read the file at start-up (a missing or bad file is a config error)."""
+        self._stamp = self._stat()
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as e:
+            raise ConfigError(
+                f"interpreter.dtabFile: cannot read {self.path}: {e.strerror}"
+            ) from None
+        try:
+            return Dtab.read(text)
+        except ParseError as e:
+            raise ConfigError(f"interpreter.dtabFile: {self.path}: {e}") from None
+
+    async def run(self) -> None:
+        while True:
+            await trio.sleep(self.poll_interval)
+            stamp = await trio.to_thread.run_sync(self._stat)
+            if stamp is None or stamp == self._stamp:
+                continue
+            self._stamp = stamp
+            try:
+                dtab = await trio.to_thread.run_sync(self.read_now)
+            except ConfigError as e:
+                log.error("%s; keeping the last good dtab", e)
+                continue
+            log.info("dtab file %s changed: %s", self.path, dtab.show())
+            self.interpreter.set_dtab(self.interpreter.dtab, dtab)
 
 
 def router_labels(cfg: LinkerConfig) -> Sequence[str]:

@@ -34,7 +34,7 @@ FILES = {"users", "web", "web-v2"}
 def fs_namer(rest: Path) -> State[NameTree[Name]]:
     """The file namer over a directory holding FILES."""
     if not rest.elems or rest.elems[0].decode() not in FILES:
-        return Ok(Neg)  # type: ignore[arg-type]
+        return Ok(Neg)
     name = rest.elems[0].decode()
     addr = AddrBound([Address("127.0.0.1", 8000 + len(name))])
     return Ok(Leaf(Bound(Path.utf8("#", "io.l5d.fs", name), rest.drop(1), addr)))

@@ -32,23 +32,28 @@ from cattrs.errors import (
 from cattrs.gen import make_dict_structure_fn
 
 from ..errors import ConfigError, ParseError
-from ..naming import Path
+from ..naming import Dtab, Path
 from ..plugin import NamerConfig
 from .registry import Registry
 from .schema import (
     DEFAULT_PORTS,
+    PROTOCOLS,
     Backoff,
     ClassifierConfig,
     ClientParams,
     ConfigValueError,
+    DtabText,
     FailureAccrualConfig,
     ForwardedConfig,
     IdentifierConfig,
+    InterpreterConfig,
     Labeler,
     LinkerConfig,
     LoadBalancerConfig,
+    PathText,
     PerPrefix,
     PrefixedParams,
+    ProtocolName,
     RouterConfig,
     ServiceParams,
     TelemeterConfig,
@@ -132,6 +137,31 @@ def _strict_bool(v: object, _: type) -> bool:
     return v
 
 
+def _protocol(v: object, t: type) -> str:
+    s = _strict_str(v, t)
+    if s not in PROTOCOLS:
+        raise _Bad(f"unknown protocol {s!r} (known: {', '.join(PROTOCOLS)})")
+    return s
+
+
+def _dtab(v: object, t: type) -> str:
+    s = _strict_str(v, t)
+    try:
+        Dtab.read(s)
+    except ParseError as e:
+        raise _Bad(f"invalid dtab: {e}") from None
+    return s
+
+
+def _path(v: object, t: type) -> str:
+    s = _strict_str(v, t)
+    try:
+        Path.read(s)
+    except ParseError as e:
+        raise _Bad(f"invalid path: {e}") from None
+    return s
+
+
 def _check_kind(kind: str, known: frozenset[str], what: str) -> None:
     if kind not in known:
         raise _Bad(f"unknown {what} kind {kind!r} (known: {', '.join(sorted(known))})")
@@ -163,6 +193,10 @@ class Loader:
         )
         c.register_structure_hook(PerPrefix, self._per_prefix)
         c.register_structure_hook(ForwardedConfig, self._forwarded)
+        c.register_structure_hook(ProtocolName, _protocol)
+        c.register_structure_hook(DtabText, _dtab)
+        c.register_structure_hook(PathText, _path)
+        c.register_structure_hook(InterpreterConfig, self._interpreter)
         self._base_hooks(c)
         self.c = c
 
@@ -240,6 +274,13 @@ class Loader:
         if isinstance(v, list):
             return self.c.structure(v, list[IdentifierConfig])
         raise _Bad(f"expected an identifier or a list of them, got {_type_name(v)} {v!r}")
+
+    def _interpreter(self, v: object, _: type) -> InterpreterConfig:
+        if isinstance(v, Mapping):
+            kind = v.get("kind", "default")
+            if kind not in INTERPRETERS:
+                raise _Bad(f"unsupported interpreter {kind!r} (known: {', '.join(INTERPRETERS)})")
+        return self._attrs(v, InterpreterConfig)
 
     def _forwarded(self, v: object, _: type) -> ForwardedConfig:
         if not isinstance(v, Mapping):
@@ -425,11 +466,8 @@ def _validate(cfg: LinkerConfig) -> list[str]:
                 errors.append(f"{where}.servers[{j}].port: {port} is not a port number")
                 continue
             claim(s.ip, port, f"{where}.servers[{j}]")
-        if r.interpreter.kind not in ("default",):
-            errors.append(
-                f"{where}.interpreter.kind: unsupported interpreter "
-                f"{r.interpreter.kind!r} (known: default)"
-            )
+        if r.interpreter.kind == "io.l5d.fs" and not r.interpreter.dtabFile:
+            errors.append(f"{where}.interpreter.dtabFile: required by io.l5d.fs")
     for i, n in enumerate(cfg.namers):
         prefix = namer_prefix(n)
         try:
@@ -437,6 +475,10 @@ def _validate(cfg: LinkerConfig) -> list[str]:
         except ParseError as e:
             errors.append(f"namers[{i}].prefix: {e}")
     return errors
+
+
+#: The interpreters linkpy has (namerd's are not: linkpy has no namerd).
+INTERPRETERS = ("default", "io.l5d.fs")
 
 
 def namer_prefix(n: NamerConfig) -> str:

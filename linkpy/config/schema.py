@@ -9,38 +9,24 @@ kind.  Nothing here opens a socket: runtime objects are built from these by
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NewType
 
 import attrs
 
-from ..errors import ParseError
-from ..naming import Dtab, Path
 from ..plugin import NamerConfig
 
 PROTOCOLS = ("http", "h2")
 
+#: A string the loader checks is a router protocol.
+ProtocolName = NewType("ProtocolName", str)
+#: A string the loader checks is a dtab.
+DtabText = NewType("DtabText", str)
+#: A string the loader checks is a path.
+PathText = NewType("PathText", str)
+
 
 class ConfigValueError(ValueError):
     """A value that is the right type but wrong; the message is shown as is."""
-
-
-def _protocol(_: object, a: attrs.Attribute[str], value: str) -> None:
-    if value not in PROTOCOLS:
-        raise ConfigValueError(f"unknown protocol {value!r} (known: {', '.join(PROTOCOLS)})")
-
-
-def _dtab(_: object, a: attrs.Attribute[str], value: str) -> None:
-    try:
-        Dtab.read(value)
-    except ParseError as e:
-        raise ConfigValueError(f"invalid dtab: {e}") from None
-
-
-def _path(_: object, a: attrs.Attribute[str], value: str) -> None:
-    try:
-        Path.read(value)
-    except ParseError as e:
-        raise ConfigValueError(f"invalid path: {e}") from None
 
 
 # --- small shared objects -------------------------------------------------------
@@ -348,11 +334,11 @@ DEFAULT_PORTS: dict[str, int] = {"http": 4140, "h2": 4142}
 
 @attrs.frozen(kw_only=True)
 class RouterConfig:
-    protocol: str = attrs.field(validator=_protocol)
+    protocol: ProtocolName
     label: str | None = None
     servers: list[ServerConfig]
-    dtab: str = attrs.field(default="", validator=_dtab)
-    dstPrefix: str = attrs.field(default="/svc", validator=_path)
+    dtab: DtabText = DtabText("")
+    dstPrefix: PathText = PathText("/svc")
     identifier: list[IdentifierConfig] | None = None
     interpreter: InterpreterConfig = attrs.field(factory=InterpreterConfig)
     client: PerPrefix = attrs.field(factory=PerPrefix)

@@ -119,7 +119,7 @@ class _Binder:
         if isinstance(tree, Union):
             ws = tree.trees
             if not ws:
-                return Ok(Neg)  # type: ignore[arg-type]
+                return Ok(Neg)
             if len(ws) == 1:
                 return self.bind(ws[0].tree, depth, ws[0].weight)
             oks: list[Weighted[Bound]] = []
@@ -135,7 +135,7 @@ class _Binder:
                 # needs it (re-simplifying shared subtrees would cost exponential time).
                 kept = [w for w in oks if w.tree is not Neg and w.tree is not Fail]
                 if not kept:
-                    return Ok(Neg)  # type: ignore[arg-type]
+                    return Ok(Neg)
                 if len(kept) == 1:
                     return Ok(kept[0].tree)
                 leaves = sum(self.size(w.tree) for w in kept)
@@ -152,7 +152,7 @@ class _Binder:
         if isinstance(tree, Alt):
             ts = tree.trees
             if not ts:
-                return Ok(Neg)  # type: ignore[arg-type]
+                return Ok(Neg)
             if len(ts) == 1:
                 return self.bind(ts[0], depth, weight)
             for t in ts:
@@ -162,7 +162,7 @@ class _Binder:
                 if st.value is Neg:
                     continue
                 return st
-            return Ok(Neg)  # type: ignore[arg-type]
+            return Ok(Neg)
         raise TypeError(f"not a name tree: {tree!r}")
 
 

@@ -123,7 +123,7 @@ class Dentry:
 
 
 #: The "no dentry" marker of delegate trees: a prefix no syntax can write.
-Dentry.nop = Dentry(Prefix((b"/",)), Neg)  # type: ignore[arg-type]
+Dentry.nop = Dentry(Prefix((b"/",)), Neg)
 
 
 def _rewrite(dst: NameTree[Path], suffix: Path) -> NameTree[Path]:
@@ -247,7 +247,7 @@ class Dtab:
                     found.append((i, j + 1))
             active = nxt
         if not found:
-            return Neg  # type: ignore[return-value]
+            return Neg
         found.sort(reverse=True)  # the last dentry first
         dentries = self.dentries
         n = len(pe)
@@ -255,7 +255,7 @@ class Dtab:
             _rewrite(dentries[i].dst, Path(pe[k:]) if k < n else Path.empty) for i, k in found
         ]
         if not matches:
-            return Neg  # type: ignore[return-value]
+            return Neg
         if len(matches) == 1:
             return matches[0]
         return Alt(*matches)
@@ -282,4 +282,4 @@ class Dtab:
 
 
 Dtab.empty = Dtab(())
-Dtab.fail = Dtab((Dentry(Prefix.empty, Fail),))  # type: ignore[arg-type]
+Dtab.fail = Dtab((Dentry(Prefix.empty, Fail),))

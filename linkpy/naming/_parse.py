@@ -244,13 +244,13 @@ class _Parser:
             return Leaf(self.parse_path())
         if c == "!":
             self.idx += 1
-            return Fail  # type: ignore[return-value]
+            return Fail
         if c == "~":
             self.idx += 1
-            return Neg  # type: ignore[return-value]
+            return Neg
         if c == "$":
             self.idx += 1
-            return Empty  # type: ignore[return-value]
+            return Empty
         raise self.illegal("simple", self._char(c))
 
     # -- dentries and dtabs ---------------------------------------------------

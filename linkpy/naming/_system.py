@@ -75,7 +75,7 @@ def global_lookup(
     """Look up a ``/$/...`` path (or answer Neg for any other path)."""
     e = path.elems
     if not e or e[0] != _DOLLAR:
-        return Ok(Neg)  # type: ignore[arg-type]
+        return Ok(Neg)
     if len(e) >= 3 and e[1] in (b"inet", b"fixedinet"):
         fixed = e[1] == b"fixedinet"
         if len(e) >= 4:
@@ -87,16 +87,16 @@ def global_lookup(
         if port is not None:
             return Ok(_inet_leaf(inet, Path(e[:3]), "", port, fixed, Path(e[3:])))
     if len(e) >= 2 and e[1] == b"fail":
-        return Ok(Fail)  # type: ignore[arg-type]
+        return Ok(Fail)
     if len(e) >= 2 and e[1] == b"nil":
-        return Ok(Empty)  # type: ignore[arg-type]
+        return Ok(Empty)
     if len(e) >= 2:
         kind = e[1].decode("utf-8", "replace")
         namer = namers.get(kind)
         if namer is None:
             return Failed(UnknownNamer(f"Unknown namer: {kind} for path: {path.show()}"))
         return namer(Path(e[2:]), inet)
-    return Ok(Neg)  # type: ignore[arg-type]
+    return Ok(Neg)
 
 
 # --- Linkerd's /$/io.buoyant.* namers ----------------------------------------------
@@ -106,14 +106,14 @@ _RINET = Path.utf8("$", "io.buoyant.rinet")
 
 def _leaf_path(*elems: str, rest: Path) -> State[NameTree[Name]]:
     if not all(elems):
-        return Ok(Neg)  # type: ignore[arg-type]
+        return Ok(Neg)
     return Ok(Leaf(Path.utf8(*elems).concat(rest)))
 
 
 def rinet(path: Path, inet: InetFactory) -> State[NameTree[Name]]:
     """``/<port>/<host>/rest``: like inet with the port first."""
     if len(path.elems) < 2:
-        return Ok(Neg)  # type: ignore[arg-type]
+        return Ok(Neg)
     port_s, host = _utf8(path.elems[:2])
     id_ = _RINET.concat(Path(path.elems[:2]))
     port = java_parse_int(port_s)
@@ -148,7 +148,7 @@ def _rewriting(
 ) -> SystemNamer:
     def lookup(path: Path, inet: InetFactory) -> State[NameTree[Name]]:
         r = rewrite(path)
-        return Ok(Neg) if r is None else r  # type: ignore[arg-type]
+        return Ok(Neg) if r is None else r
 
     return lookup
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from decimal import ROUND_HALF_UP, Decimal
-from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Generic, Never, TypeVar
 
 import attrs
 
@@ -45,9 +45,9 @@ class NameTree(Generic[T_co]):
     Alt: ClassVar[type[Alt[object]]]
     Union: ClassVar[type[Union[object]]]
     Weighted: ClassVar[type[Weighted[object]]]
-    Neg: ClassVar[NameTree[object]]
-    Fail: ClassVar[NameTree[object]]
-    Empty: ClassVar[NameTree[object]]
+    Neg: ClassVar[NameTree[Never]]
+    Fail: ClassVar[NameTree[Never]]
+    Empty: ClassVar[NameTree[Never]]
 
     @staticmethod
     def read(s: str) -> NameTree[Path]:
@@ -166,9 +166,9 @@ class _Empty(_Singleton[T_co]):
     _name = "Empty"
 
 
-Neg: NameTree[object] = _Neg()
-Fail: NameTree[object] = _Fail()
-Empty: NameTree[object] = _Empty()
+Neg: NameTree[Never] = _Neg()
+Fail: NameTree[Never] = _Fail()
+Empty: NameTree[Never] = _Empty()
 
 
 # --- map ----------------------------------------------------------------------
@@ -192,7 +192,7 @@ def simplify(tree: NameTree[T]) -> NameTree[T]:
     if isinstance(tree, Alt):
         trees = tree.trees
         if not trees:
-            return Neg  # type: ignore[return-value]
+            return Neg
         if len(trees) == 1:
             return simplify(trees[0])
         kept: list[NameTree[T]] = []
@@ -205,14 +205,14 @@ def simplify(tree: NameTree[T]) -> NameTree[T]:
                 continue
             kept.append(s)
         if not kept:
-            return Neg  # type: ignore[return-value]
+            return Neg
         if len(kept) == 1:
             return kept[0]
         return Alt(*kept)
     if isinstance(tree, Union):
         ws = tree.trees
         if not ws:
-            return Neg  # type: ignore[return-value]
+            return Neg
         if len(ws) == 1:
             return simplify(ws[0].tree)
         kept_w: list[Weighted[T]] = []
@@ -222,7 +222,7 @@ def simplify(tree: NameTree[T]) -> NameTree[T]:
                 continue
             kept_w.append(Weighted(w.weight, s))
         if not kept_w:
-            return Neg  # type: ignore[return-value]
+            return Neg
         if len(kept_w) == 1:
             return kept_w[0].tree
         return Union(*kept_w)

@@ -216,7 +216,7 @@ class HttpRouter:
             assert isinstance(st, Ok)
 
             def error() -> NoBrokersAvailable:
-                return no_hosts(binding.path, self.interpreter.dtab, binding.local)
+                return no_hosts(binding.path, self.interpreter.base, binding.local)
 
             route = build_route(st.value, self.client_for, error)
             binding.route = route
@@ -505,7 +505,7 @@ class HttpRouter:
         if client.addr is Addr.Pending:
             await self._wait_addr(client, path)
         if not client.live:
-            raise no_hosts(path, self.interpreter.dtab, local)
+            raise no_hosts(path, self.interpreter.base, local)
         origin = head.target
         if origin[:1] != b"/" and origin != b"*":
             origin = _origin_form(origin)
@@ -531,7 +531,7 @@ class HttpRouter:
             attempts += 1
             ep = client.pick()
             if ep is None:
-                raise no_hosts(path, self.interpreter.dtab, local)
+                raise no_hosts(path, self.interpreter.base, local)
             if id(ep) in tried and len(tried) < len(client.live):
                 ep = next((e for e in client.live if id(e) not in tried), ep)
             tried.add(id(ep))

@@ -83,7 +83,7 @@ class Binding:
             return
         interp = self.interpreter
         touched: dict[int, Var[State[NameTree[Name]]]] = {}
-        result = bind(interp.dtab + self.local, self.path, interp.lookup_with(touched))
+        result = bind(interp.base + self.local, self.path, interp.lookup_with(touched))
         # Follow exactly the activities this binding consulted.
         for key in [k for k in self._subs if k not in touched]:
             self._subs.pop(key)()
@@ -123,6 +123,9 @@ class Interpreter:
         idle_ttl: float = 600.0,
     ) -> None:
         self.dtab = dtab
+        #: a dtab the interpreter itself holds (``io.l5d.fs``'s file), before the router's
+        self.stored = Dtab.empty
+        self.base = dtab
         self.namers = list(namers)
         self.inet = inet
         self.metrics = metrics
@@ -191,9 +194,12 @@ class Interpreter:
             self._bindings.pop(k).close()
         return len(stale)
 
-    def set_dtab(self, dtab: Dtab) -> None:
-        """Replace the router dtab (config reload): every binding is recomputed."""
+    def set_dtab(self, dtab: Dtab, stored: Dtab | None = None) -> None:
+        """Replace the router dtab (or the stored one): every binding is recomputed."""
         self.dtab = dtab
+        if stored is not None:
+            self.stored = stored
+        self.base = self.stored + self.dtab
         for b in list(self._bindings.values()):
             b.recompute()
 

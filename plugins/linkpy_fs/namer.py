@@ -43,7 +43,8 @@ log = logging.getLogger("linkpy.namer.fs")
 class FsConfig(NamerConfig):
     """``kind: io.l5d.fs``."""
 
-    #: the directory holding one file per service (relative to the config file)
+    #: the directory holding one file per service (relative paths are relative to
+    #: the working directory, as in Linkerd)
     rootDir: str
     #: how often the directory is scanned for changes
     pollIntervalMs: int = 200
@@ -51,10 +52,7 @@ class FsConfig(NamerConfig):
     default_prefix = "/io.l5d.fs"
 
     def mk(self, ctx: NamerContext) -> Namer:
-        root = self.rootDir
-        if not os.path.isabs(root):
-            root = os.path.join(ctx.config_dir, root)
-        return FsNamer(root, ctx, poll_interval=self.pollIntervalMs / 1000.0)
+        return FsNamer(self.rootDir, ctx, poll_interval=self.pollIntervalMs / 1000.0)
 
 
 def parse_file(text: str) -> tuple[list[tuple[str, int, float]], list[str]]:
@@ -162,11 +160,11 @@ class FsNamer(Namer):
         if not self.ready:
             return Pending
         if not path.elems:
-            return Ok(Neg)  # type: ignore[arg-type]
+            return Ok(Neg)
         name = path.elems[0].decode("utf-8", "replace")
         addr = self._addrs.get(name)
         if addr is None:
-            return Ok(Neg)  # type: ignore[arg-type]
+            return Ok(Neg)
         bound = Bound(self.prefix.concat(Path((path.elems[0],))), path.drop(1), addr)
         return Ok(Leaf(bound))
 

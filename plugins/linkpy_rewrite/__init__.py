@@ -42,11 +42,11 @@ class RewriteNamer(Namer):
     def rewrite(self, path: Path) -> State[NameTree[Name]]:
         found = self.pattern.match(path)
         if found is None:
-            return Ok(Neg)  # type: ignore[arg-type]
+            return Ok(Neg)
         try:
             target = Path.read(substitute(self.name, found))
         except ValueError:
-            return Ok(Neg)  # type: ignore[arg-type]
+            return Ok(Neg)
         return Ok(Leaf(target.concat(path.drop(len(self.pattern.elems)))))
 
     def lookup(self, path: Path) -> Activity:

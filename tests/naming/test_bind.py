@@ -313,9 +313,9 @@ def test_resolve_combines_names() -> None:
     addr = resolve(st)
     assert addr == AddrBound([Address("0.0.0.0", 1), Address("0.0.0.0", 2)])
     assert resolve(Pending) is Addr.Pending
-    assert resolve(Ok(Neg)) is Addr.Neg  # type: ignore[arg-type]
-    assert resolve(Ok(Fail)) is Addr.Neg  # type: ignore[arg-type]
-    assert resolve(Ok(Empty)) == AddrBound()  # type: ignore[arg-type]
+    assert resolve(Ok(Neg)) is Addr.Neg
+    assert resolve(Ok(Fail)) is Addr.Neg
+    assert resolve(Ok(Empty)) == AddrBound()
     assert isinstance(resolve(ERR), AddrFailed)
 
 
