@@ -1,0 +1,4 @@
+"""Test support: emulators of the discovery backends the namers talk to.
+
+See :mod:`linkpy.testing.fakes`.
+"""
