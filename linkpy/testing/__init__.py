@@ -2,3 +2,5 @@
 
 See :mod:`linkpy.testing.fakes`.
 """
+
+from .fakes.consul import FakeConsul as FakeConsul
