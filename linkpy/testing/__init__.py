@@ -4,3 +4,4 @@ See :mod:`linkpy.testing.fakes`.
 """
 
 from .fakes.consul import FakeConsul as FakeConsul
+from .fakes.kubernetes import FakeKubernetes as FakeKubernetes
