@@ -135,3 +135,58 @@ async def raw_bytes(port: int, request: bytes, until: bytes) -> bytes:
                 break
             data += chunk
         return data
+
+
+class Events:
+    """Server-Sent Events read from a streaming response (lines end in CRLF or LF)."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self._chunks = response.aiter_raw()
+        self._buffer = b""
+        #: Every byte received so far.
+        self.raw = b""
+
+    async def _line(self) -> bytes:
+        while b"\n" not in self._buffer:
+            chunk = await anext(self._chunks)
+            self._buffer += chunk
+            self.raw += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line.removesuffix(b"\r")
+
+    async def item(self) -> tuple[str, dict[str, Any]] | None:
+        """The next event as ``(type, data)``, or None for a keepalive blank line."""
+        name: str | None = None
+        data: bytes | None = None
+        while True:
+            line = await self._line()
+            if line == b"":
+                if name is None and data is None:
+                    return None
+                assert name is not None and data is not None
+                value = json.loads(data)
+                assert isinstance(value, dict)
+                return name, value
+            field, _, rest = line.partition(b":")
+            rest = rest.removeprefix(b" ")
+            if field == b"event":
+                name = rest.decode()
+            elif field == b"data":
+                data = rest
+
+    async def next(self) -> tuple[str, dict[str, Any]]:
+        """The next event, skipping keepalives."""
+        while True:
+            item = await self.item()
+            if item is not None:
+                return item
+
+
+async def outcome(request: Awaitable[httpx.Response]) -> str:
+    """The status code of a response, or the name of the httpx error it raised."""
+    try:
+        response = await request
+    except httpx.HTTPError as exc:
+        return type(exc).__name__
+    return str(response.status_code)

@@ -21,7 +21,7 @@ from linkpy.testing.fakes._http import (
     text_response,
 )
 
-from .helpers import RawClient, client, raw_bytes, spawn
+from .helpers import RawClient, client, outcome, raw_bytes, spawn
 
 
 class Echo(FakeServer):
@@ -191,7 +191,7 @@ async def test_stream_dropped_midway_breaks_the_body(http: httpx.AsyncClient) ->
 async def test_drop_connections_closes_everything_and_keeps_serving(
     echo: Echo, http: httpx.AsyncClient, nursery: trio.Nursery
 ) -> None:
-    pending = spawn(nursery, lambda: _outcome(http.get("/poll")))
+    pending = spawn(nursery, lambda: outcome(http.get("/poll")))
     await trio.testing.wait_all_tasks_blocked()
     assert echo.open_connections == 1
     echo.drop_connections()
@@ -200,16 +200,6 @@ async def test_drop_connections_closes_everything_and_keeps_serving(
     assert echo.open_connections == 0
     async with client(echo.url) as c:
         assert (await c.get("/json")).status_code == 200
-
-
-async def _outcome(request: object) -> str:
-    """The status code of a response, or the name of the exception it raised."""
-    try:
-        response = await request  # type: ignore[misc]
-    except httpx.HTTPError as exc:
-        return type(exc).__name__
-    assert isinstance(response, httpx.Response)
-    return str(response.status_code)
 
 
 async def test_fail_next_answers_errors_for_count_requests_on_a_path(
