@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 
+import attrs
 import h11
 import httpx
 import pytest
@@ -263,6 +264,19 @@ async def test_garble_next_serves_malformed_json(echo: Echo, http: httpx.AsyncCl
     assert r.status_code == 200
     with pytest.raises(ValueError):
         r.json()
+
+
+async def test_rewrite_next_transforms_the_real_response(
+    echo: Echo, http: httpx.AsyncClient
+) -> None:
+    echo.rewrite_next(lambda r: attrs.evolve(r, body=b"null", status=299), path="/json")
+    r = await http.get("/json")
+    assert (r.status_code, r.content, r.headers["content-type"]) == (
+        299,
+        b"null",
+        "application/json",
+    )
+    assert (await http.get("/json")).json()["method"] == "GET"
 
 
 async def test_malformed_request_gets_400(echo: Echo) -> None:

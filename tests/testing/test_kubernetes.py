@@ -599,6 +599,7 @@ async def test_k18_in_cluster_bearer_token_rbac_and_rotation(nursery: trio.Nurse
         ("127.0.0.1:8001", 200),
         ("localhost", 200),
         ("[::1]", 200),
+        ("[::1]:8001", 403),  # kubectl strips the brackets with the port: "::1" fails ^\[::1\]$
         ("example.com:8001", 403),
         ("10.0.0.1", 403),
     ],

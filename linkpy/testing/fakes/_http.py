@@ -14,7 +14,8 @@ each inside its own cancel scope, so :meth:`FakeServer.drop_connections` can clo
 them all at once.  Faults are injected per request (:meth:`FakeServer.fail_next`,
 :meth:`~FakeServer.hang_next`, :meth:`~FakeServer.drop_next`,
 :meth:`~FakeServer.delay_next`, :meth:`~FakeServer.truncate_next`,
-:meth:`~FakeServer.garble_next`), and every request is logged in
+:meth:`~FakeServer.garble_next`, :meth:`~FakeServer.rewrite_next`), and every request
+is logged in
 :attr:`FakeServer.requests`.
 """
 
@@ -264,7 +265,7 @@ class Notifier:
 
 # --- faults ---------------------------------------------------------------------
 
-FaultKind = Literal["status", "hang", "drop", "delay", "truncate", "garble"]
+FaultKind = Literal["status", "hang", "drop", "delay", "truncate", "garble", "rewrite"]
 
 
 @attrs.define
@@ -277,6 +278,7 @@ class _Fault:
     headers: Headers = ()
     body: bytes | None = None
     seconds: float = 0.0
+    rewrite: Callable[[Response], Response] | None = None
 
     def matches(self, request: Request) -> bool:
         return self.path is None or request.path.startswith(self.path)
@@ -423,6 +425,22 @@ class FakeServer:
         """Replace the body of the next matching responses with malformed JSON."""
         self._faults.append(_Fault("garble", count, path))
 
+    def rewrite_next(
+        self,
+        rewrite: Callable[[Response], Response],
+        count: int | None = 1,
+        *,
+        path: str | None = None,
+    ) -> None:
+        """Pass the next matching (whole-body) responses through ``rewrite``.
+
+        For payloads the real server should never send but clients must survive,
+        keeping the real status and headers, e.g. a JSON ``null`` body::
+
+            consul.rewrite_next(lambda r: attrs.evolve(r, body=b"null"))
+        """
+        self._faults.append(_Fault("rewrite", count, path, rewrite=rewrite))
+
     def clear_faults(self) -> None:
         self._faults.clear()
 
@@ -495,6 +513,8 @@ class FakeServer:
                 response = attrs.evolve(response, truncate=True)
             elif fault.kind == "garble":
                 response = attrs.evolve(response, body=b'{"malformed": [' + response.body[:16])
+            elif fault.rewrite is not None:
+                response = fault.rewrite(response)
         return response
 
 
