@@ -7,8 +7,9 @@ them dead), trying at most ``maxEffort`` times before taking the best it saw.
 
 from __future__ import annotations
 
+import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -21,6 +22,9 @@ class Balancer(Protocol):
 
     def update(self, endpoints: Sequence[Endpoint]) -> None:
         """The endpoint set changed."""
+
+    def observe(self, endpoint: Endpoint, latency: float, success: bool) -> None:
+        """A request to ``endpoint`` took ``latency`` seconds."""
 
 
 def _weighted_index(endpoints: Sequence[Endpoint], total: float, rnd: random.Random) -> int:
@@ -41,6 +45,9 @@ class P2C:
         self.rnd = rnd or random.Random()
         self._total = 0.0
         self._uniform = True
+
+    def observe(self, endpoint: Endpoint, latency: float, success: bool) -> None:
+        pass
 
     def update(self, endpoints: Sequence[Endpoint]) -> None:
         self._total = sum(e.weight for e in endpoints)
@@ -87,6 +94,9 @@ class RoundRobin:
         self.max_effort = max_effort
         self._current: dict[int, float] = {}
 
+    def observe(self, endpoint: Endpoint, latency: float, success: bool) -> None:
+        pass
+
     def update(self, endpoints: Sequence[Endpoint]) -> None:
         keep = {id(e) for e in endpoints}
         self._current = {k: v for k, v in self._current.items() if k in keep}
@@ -117,3 +127,155 @@ class RoundRobin:
             first = first or e
         assert first is not None
         return first
+
+
+class PeakEwma(P2C):
+    """P2C over a latency-aware cost (Finagle's ``ewma``): the endpoint's peak-sensitive
+    exponentially weighted moving average of latency, times its load plus one.
+
+    A sample above the average replaces it at once (the peak); lower samples decay it
+    with time constant ``decayTimeMs``.  A failure counts as a slow response (at least
+    twice the current average, and 50 ms), so that an endpoint failing fast does not
+    look fast.
+    """
+
+    FAILURE_PENALTY = 0.05
+
+    def __init__(
+        self,
+        max_effort: int = 5,
+        decay: float = 10.0,
+        clock: Callable[[], float] | None = None,
+        rnd: random.Random | None = None,
+    ) -> None:
+        super().__init__(max_effort, rnd)
+        self.decay = decay
+        import time
+
+        self.clock = clock or time.monotonic
+
+    def observe(self, endpoint: Endpoint, latency: float, success: bool) -> None:
+        if not success:
+            latency = max(latency, 2 * endpoint.latency_ewma, self.FAILURE_PENALTY)
+        now = self.clock()
+        old = endpoint.latency_ewma
+        if latency > old:
+            endpoint.latency_ewma = latency
+        else:
+            w = math.exp(-(now - endpoint.latency_stamp) / self.decay)
+            endpoint.latency_ewma = old * w + latency * (1 - w)
+        endpoint.latency_stamp = now
+
+    @staticmethod
+    def cost(e: Endpoint) -> float:
+        return (e.latency_ewma + 1e-6) * (e.load + 1) / e.weight
+
+    def pick(self, endpoints: Sequence[Endpoint]) -> Endpoint:
+        if len(endpoints) == 1:
+            return endpoints[0]
+        fallback: Endpoint | None = None
+        cost = self.cost
+        for _ in range(max(1, self.max_effort)):
+            a, b = self._two(endpoints)
+            if cost(b) < cost(a):
+                a, b = b, a
+            if a.available:
+                return a
+            if b.available:
+                return b
+            fallback = a
+        assert fallback is not None
+        return fallback
+
+
+class Heap:
+    """The least loaded endpoint (load per weight), ties broken in turn."""
+
+    def __init__(self) -> None:
+        self._turn = 0
+
+    def update(self, endpoints: Sequence[Endpoint]) -> None:
+        pass
+
+    def observe(self, endpoint: Endpoint, latency: float, success: bool) -> None:
+        pass
+
+    def pick(self, endpoints: Sequence[Endpoint]) -> Endpoint:
+        self._turn += 1
+        n = len(endpoints)
+        best: Endpoint | None = None
+        best_cost = 0.0
+        for k in range(n):
+            e = endpoints[(self._turn + k) % n]
+            if not e.available:
+                continue
+            c = e.load / e.weight
+            if best is None or c < best_cost:
+                best, best_cost = e, c
+        return best if best is not None else endpoints[self._turn % n]
+
+
+class Aperture(P2C):
+    """P2C least-loaded over a window (the aperture) of the endpoints.
+
+    The aperture starts at ``minAperture`` and grows when the average load per endpoint
+    in it (smoothed over ``smoothWindowMs``) exceeds ``highLoad``, shrinking when it falls
+    under ``lowLoad``.  Each client orders its endpoints at random, so different linkers
+    spread over different subsets.
+    """
+
+    def __init__(
+        self,
+        max_effort: int = 5,
+        smooth_window: float = 5.0,
+        low_load: float = 0.5,
+        high_load: float = 2.0,
+        min_aperture: int = 1,
+        clock: Callable[[], float] | None = None,
+        rnd: random.Random | None = None,
+    ) -> None:
+        super().__init__(max_effort, rnd)
+        import time
+
+        self.clock = clock or time.monotonic
+        self.smooth_window = max(smooth_window, 1e-3)
+        self.low = low_load
+        self.high = high_load
+        self.min_aperture = max(1, min_aperture)
+        self.aperture = self.min_aperture
+        self.order: list[Endpoint] = []
+        self.avg_load = 0.0
+        self.stamp = self.clock()
+
+    def update(self, endpoints: Sequence[Endpoint]) -> None:
+        kept = [e for e in self.order if e in endpoints]
+        new = [e for e in endpoints if e not in kept]
+        self.rnd.shuffle(new)
+        self.order = kept + new
+        self.aperture = max(self.min_aperture, min(self.aperture, len(self.order)))
+        super().update(self.order[: self.aperture])
+
+    def _adjust(self) -> None:
+        window = self.order[: self.aperture]
+        if not window:
+            return
+        load = sum(e.load for e in window) / len(window)
+        now = self.clock()
+        w = math.exp(-(now - self.stamp) / self.smooth_window)
+        self.stamp = now
+        self.avg_load = self.avg_load * w + load * (1 - w)
+        if self.avg_load > self.high and self.aperture < len(self.order):
+            self.aperture += 1
+            super().update(self.order[: self.aperture])
+        elif self.avg_load < self.low and self.aperture > self.min_aperture:
+            self.aperture -= 1
+            super().update(self.order[: self.aperture])
+
+    def pick(self, endpoints: Sequence[Endpoint]) -> Endpoint:
+        if len(self.order) != len(endpoints):
+            self.update(endpoints)
+        self._adjust()
+        window = self.order[: self.aperture]
+        if not any(e.available for e in window):
+            window = self.order  # nothing alive in the aperture: look at them all
+        return super().pick(window)

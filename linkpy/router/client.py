@@ -12,17 +12,18 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from typing import Any
 
 import trio
 
 from ..activity import Var
+from ..config.schema import LoadBalancerConfig
 from ..errors import ConnectFailed, Overloaded
 from ..metrics import Scope
 from ..naming import Addr, AddrBound, Address, AddrFailed, AddrSource, Path
 from ..transport.errors import describe
 from ..transport.http1 import ClientConnection
-from .balancers import P2C, Balancer, RoundRobin
+from .balancers import P2C, Aperture, Balancer, Heap, PeakEwma, RoundRobin
+from .resilience import ALIVE, DEAD, Accrual, RetryBudget
 
 log = logging.getLogger("linkpy.client")
 
@@ -67,6 +68,7 @@ class Endpoint:
         "client",
         "accrual",
         "latency_ewma",
+        "latency_stamp",
         "requests",
         "failures",
     )
@@ -86,8 +88,9 @@ class Endpoint:
         #: False while failure accrual has marked the endpoint dead
         self.available = True
         self.client = client
-        self.accrual: Any = None
+        self.accrual: Accrual | None = None
         self.latency_ewma = 0.0
+        self.latency_stamp = 0.0
         self.requests = 0
         self.failures = 0
 
@@ -170,7 +173,10 @@ class Client:
         *,
         balancer: Balancer | None = None,
         pool: PoolConfig | None = None,
-        make_accrual: Callable[[Endpoint], Any] | None = None,
+        make_accrual: Callable[[Endpoint], Accrual | None] | None = None,
+        requeue_budget: RetryBudget | None = None,
+        attempt_timeout: float | None = None,
+        fail_fast: bool = False,
     ) -> None:
         self.id = id_
         self.addr_source = addr
@@ -178,15 +184,28 @@ class Client:
         self.balancer: Balancer = balancer or P2C()
         self.pool = pool or PoolConfig()
         self.make_accrual = make_accrual
+        self.requeue_budget = requeue_budget or RetryBudget(None, trio.current_time)
+        self.attempt_timeout = attempt_timeout
+        self.fail_fast = fail_fast
         self.endpoints: list[Endpoint] = []
         #: endpoints the balancer may pick (weight > 0)
         self.live: list[Endpoint] = []
         self._by_key: dict[tuple[str, int], Endpoint] = {}
+        #: endpoints failure accrual marked dead (checked for their probe time on picks)
+        self.dead: set[Endpoint] = set()
         self.addr: Addr = Addr.Pending
         self.last_used = 0.0
         self.requests = metrics.counter("requests")
+        self.success = metrics.counter("success")
+        self.failures = metrics.counter("failures")
+        self.latency = metrics.stat("request_latency_ms")
         self.connects = metrics.counter("connects")
         self.closes = metrics.counter("closes")
+        self.status_scope = metrics.scope("status")
+        retries = metrics.scope("retries")
+        self.requeues = retries.counter("requeues")
+        self.requeue_budget_exhausted = retries.counter("budget_exhausted")
+        self.requeues_per_request = metrics.stat("requeues_per_request")
         metrics.gauge("loadbalancer", "size", fn=lambda: float(len(self.endpoints)))
         metrics.gauge(
             "loadbalancer",
@@ -227,6 +246,7 @@ class Client:
         for key, ep in self._by_key.items():
             if key not in by_key:
                 ep.removed = True
+                self.dead.discard(ep)
                 ep.close_idle()
         self.endpoints = new
         self._by_key = by_key
@@ -247,7 +267,52 @@ class Client:
         live = self.live
         if not live:
             return None
+        if self.dead:
+            for ep in self.dead:
+                if ep.accrual is not None and ep.accrual.state == DEAD and ep.accrual.check():
+                    ep.available = True  # its backoff is over: open for one probe
         return self.balancer.pick(live)
+
+    def connect_failed(self, ep: Endpoint) -> None:
+        """``failFast``: a connection failure takes the endpoint out at once."""
+        if self.fail_fast and ep.accrual is not None and ep.accrual.state == ALIVE:
+            ep.accrual.record_dead()
+            self.dead.add(ep)
+            ep.available = False
+
+    def may_requeue(self) -> bool:
+        if self.requeue_budget.try_withdraw():
+            self.requeues.incr()
+            return True
+        self.requeue_budget_exhausted.incr()
+        return False
+
+    def started(self, ep: Endpoint) -> bool:
+        """A request goes to ``ep``; True if it is the endpoint's probe."""
+        acc = ep.accrual
+        if acc is not None and acc.state != ALIVE and acc.started():
+            ep.available = False  # one probe at a time
+            return True
+        return False
+
+    def record(self, ep: Endpoint, latency: float, success: bool, probe: bool) -> None:
+        """The outcome of a request to ``ep`` (for failure accrual and the balancer)."""
+        ep.requests += 1
+        if not success:
+            ep.failures += 1
+        self.balancer.observe(ep, latency, success)
+        acc = ep.accrual
+        if acc is None:
+            return
+        acc.record(success, probe)
+        if acc.state == ALIVE:
+            if ep in self.dead:
+                self.dead.discard(ep)
+                ep.available = True
+        elif ep not in self.dead or acc.state == DEAD:
+            if not ep.removed:
+                self.dead.add(ep)
+            ep.available = False
 
     def endpoint(self, key: tuple[str, int]) -> Endpoint | None:
         return self._by_key.get(key)
@@ -262,17 +327,26 @@ class Client:
         self.metrics.remove()
 
 
-def make_balancer(kind: str, max_effort: int = 5, **params: float) -> Balancer:
-    if kind == "roundRobin":
-        return RoundRobin(max_effort)
-    if kind == "p2c":
-        return P2C(max_effort)
-    from . import balancers
-
-    factory = getattr(balancers, "make_" + kind, None)
-    if factory is None:
-        raise ValueError(f"unknown load balancer {kind!r}")
-    return factory(max_effort=max_effort, **params)  # type: ignore[no-any-return]
+def make_balancer(cfg: LoadBalancerConfig | None, clock: Callable[[], float]) -> Balancer:
+    """The balancer a ``loadBalancer`` config asks for (p2c when absent)."""
+    if cfg is None:
+        return P2C()
+    if cfg.kind == "roundRobin":
+        return RoundRobin(cfg.maxEffort)
+    if cfg.kind == "ewma":
+        return PeakEwma(cfg.maxEffort, cfg.decayTimeMs / 1000.0, clock)
+    if cfg.kind == "aperture":
+        return Aperture(
+            cfg.maxEffort,
+            cfg.smoothWindowMs / 1000.0,
+            cfg.lowLoad,
+            cfg.highLoad,
+            cfg.minAperture,
+            clock,
+        )
+    if cfg.kind == "heap":
+        return Heap()
+    return P2C(cfg.maxEffort)
 
 
 def ms(value: int | None) -> float | None:

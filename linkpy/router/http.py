@@ -16,6 +16,7 @@ endpoint connect failure 502.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from urllib.parse import quote_plus
@@ -34,6 +35,7 @@ from ..errors import (
     ParseError,
     ProtocolError,
     RemoteProtocolError,
+    RequestTimeout,
     RoutingError,
     UnidentifiedRequest,
     UpstreamError,
@@ -63,7 +65,17 @@ from .client import Client, Endpoint, PoolConfig, make_balancer, ms
 from .identifiers import BuildsIdentifier, HeaderTokenConfig, Identifier, identify
 from .interpreter import Binding, Interpreter
 from .params import Params
+from .resilience import (
+    DEFAULT_ACCRUAL_BACKOFF,
+    Accrual,
+    AccrualMetrics,
+    RetryBudget,
+    backoff,
+    equal_jittered,
+    policy,
+)
 from .routing import Route, Target, build_route, no_hosts
+from .service import Service
 
 log = logging.getLogger("linkpy.router")
 
@@ -109,21 +121,6 @@ class ServerCtx:
         scope.gauge("pending", fn=lambda: float(self.inflight))
 
 
-class ServiceState:
-    """The service stack of one logical name: parameters and metrics."""
-
-    __slots__ = ("path", "params", "requests", "success", "failures", "latency", "metrics")
-
-    def __init__(self, path: Path, params: ServiceParams, metrics: Scope) -> None:
-        self.path = path
-        self.params = params
-        self.metrics = metrics
-        self.requests = metrics.counter("requests")
-        self.success = metrics.counter("success")
-        self.failures = metrics.counter("failures")
-        self.latency = metrics.stat("request_latency_ms")
-
-
 def _label(path: Path | object) -> str:
     show = getattr(path, "show", None)
     text = str(show()) if callable(show) else str(path)
@@ -161,7 +158,7 @@ class HttpRouter:
         self.client_params = Params(cfg.client, ClientParams)
         self.service_params = Params(cfg.service, ServiceParams)
         self.clients: dict[object, Client] = {}
-        self.services: dict[Path, ServiceState] = {}
+        self.services: dict[Path, Service] = {}
         self._dtab_cache: dict[bytes, Dtab] = {}
         self.servers: list[ServerCtx] = []
         self.idle_ttl = float(cfg.bindingCache.idleTtlSecs)
@@ -184,28 +181,49 @@ class HttpRouter:
     def _new_client(self, bound: Bound) -> Client:
         name = bound.id if isinstance(bound.id, Path) else Path.empty
         params, _ = self.client_params.resolve(name)
-        lb = params.loadBalancer
         pool_cfg = params.hostConnectionPool
         session = params.clientSession
+        idle = pool_cfg.idleTimeMs if pool_cfg and pool_cfg.idleTimeMs is not None else None
+        if idle is None and session is not None:
+            idle = session.idleTimeMs
         pool = PoolConfig(
             max_size=pool_cfg.maxSize if pool_cfg else None,
-            idle_time=ms(pool_cfg.idleTimeMs)
-            if pool_cfg
-            else (ms(session.idleTimeMs) if session else None),
+            idle_time=ms(idle),
             max_waiters=pool_cfg.maxWaiters if pool_cfg else None,
             connect_timeout=ms(params.connectTimeoutMs) or 1.0,
         )
-        balancer = make_balancer(lb.kind, lb.maxEffort) if lb else None
+        clock = trio.current_time
         scope = self.metrics.labeled("client", _label(bound.id))
-        client = Client(bound.id, bound.addr, scope, balancer=balancer, pool=pool)
+        accrual_cfg = params.failureAccrual
+        accrual_metrics = AccrualMetrics(scope)
+        backoffs = backoff(
+            accrual_cfg.backoff if accrual_cfg else None,
+            default=lambda: equal_jittered(*DEFAULT_ACCRUAL_BACKOFF),
+        )
+
+        def make_accrual(ep: Endpoint) -> Accrual | None:
+            p = policy(accrual_cfg, clock)
+            return None if p is None else Accrual(p, backoffs, clock, accrual_metrics, ep)
+
+        client = Client(
+            bound.id,
+            bound.addr,
+            scope,
+            balancer=make_balancer(params.loadBalancer, clock),
+            pool=pool,
+            make_accrual=make_accrual,
+            requeue_budget=RetryBudget(params.requeueBudget, clock),
+            attempt_timeout=ms(params.requestAttemptTimeoutMs),
+            fail_fast=bool(params.failFast),
+        )
         client.last_used = trio.current_time()
         return client
 
-    def service_for(self, path: Path) -> ServiceState:
+    def service_for(self, path: Path) -> Service:
         svc = self.services.get(path)
         if svc is None:
             params, _ = self.service_params.resolve(path)
-            svc = ServiceState(path, params, self.metrics.labeled("service", _label(path)))
+            svc = Service(path, params, self.metrics.labeled("service", _label(path)))
             self.services[path] = svc
         return svc
 
@@ -316,7 +334,7 @@ class HttpRouter:
         srv.requests.incr()
         srv.inflight += 1
         status = 0
-        svc: ServiceState | None = None
+        svc: Service | None = None
         try:
             if srv.max_concurrent is not None and srv.inflight > srv.max_concurrent:
                 raise _Rejected(503, "max concurrent requests exceeded", "overloaded")
@@ -343,8 +361,7 @@ class HttpRouter:
             st = binding.var.sample()
             if isinstance(st, Failed):
                 raise BindingFailed(f"binding {path.show()} failed: {st.exc}")
-            target = self.route(binding).pick()
-            status, keep = await self._forward(conn, head, srv, path, local, target)
+            status, keep = await self._forward(conn, head, srv, path, local, binding, svc)
         except RoutingError as e:
             status = e.status
             keep = await self._respond_error(conn, head, srv, e)
@@ -498,116 +515,40 @@ class HttpRouter:
         srv: ServerCtx,
         path: Path,
         local: Dtab,
-        target: Target,
+        binding: Binding,
+        svc: Service,
     ) -> tuple[int, bool]:
-        client = target.client
-        client.requests.incr()
-        if client.addr is Addr.Pending:
-            await self._wait_addr(client, path)
-        if not client.live:
-            raise no_hosts(path, self.interpreter.base, local)
+        """Send the request through the service stack; stream the chosen response back."""
+        route = self.route(binding)
         origin = head.target
         if origin[:1] != b"/" and origin != b"*":
             origin = _origin_form(origin)
-        headers = self._outgoing_headers(head, srv, path, local, target, conn)
-        head_bytes = b"".join(
-            [head.method, b" ", origin, b" HTTP/1.1\r\n"]
-            + [b"%s: %s\r\n" % kv for kv in headers]
-            + [b"\r\n"]
-        )
-        body: bytes | None = b""
         if head.expect_continue:
             # Answer the client's Expect ourselves: the endpoint gets the body at once
             # (an endpoint that ignores Expect would otherwise wait for it forever).
             await conn.send(status_line(100) + b"\r\n")
             conn.sent_any = False
-        if head.has_body:
-            body = conn.buffered_body(INLINE_BODY)
-        # Connection failures are retried on other endpoints (requeues); a reused
-        # connection the endpoint had closed is retried on a new one.
-        attempts = 0
-        tried: set[int] = set()
-        while True:
-            attempts += 1
-            ep = client.pick()
-            if ep is None:
-                raise no_hosts(path, self.interpreter.base, local)
-            if id(ep) in tried and len(tried) < len(client.live):
-                ep = next((e for e in client.live if id(e) not in tried), ep)
-            tried.add(id(ep))
-            try:
-                up = await ep.connection()
-            except ConnectFailed as e:
-                client.metrics.counter("failures", "connect_failed").incr()
-                if attempts < min(3, max(1, len(client.live))) + 1 and attempts <= len(client.live):
-                    client.metrics.counter("retries", "requeues").incr()
-                    continue
-                raise ConnectFailed(
-                    f"Unable to establish connection to {ep.show()}. "
-                    f"service name: {path.show()} client name: {client.id_show} ({e})"
-                ) from None
-            reused = up.uses > 0
-            try:
-                return await self._exchange(conn, head, head_bytes, body, up, ep, client)
-            except _StaleConnection:
-                ep.release(up, reusable=False)
-                if reused and body is not None and attempts < 3:
-                    client.metrics.counter("retries", "requeues").incr()
-                    continue
-                raise UpstreamError(
-                    f"connection to {ep.show()} closed before a response ({client.id_show})"
-                ) from None
-
-    async def _exchange(
-        self,
-        conn: ServerConnection,
-        head: RequestHead,
-        head_bytes: bytes,
-        body: bytes | None,
-        up: ClientConnection,
-        ep: Endpoint,
-        client: Client,
-    ) -> tuple[int, bool]:
-        """One request on one upstream connection; the response streamed back."""
-        ep.load += 1
-        reusable = False
-        is_head = head.method == b"HEAD"
+        # Read the body up to the retry buffer: a body that fits can be sent again.
+        body = await _Body.read(conn, head, svc.retry_buffer)
+        deadline = _deadline(head, svc.total_timeout)
+        state = _Request(self, conn, head, srv, path, local, origin, body, deadline)
+        result, cls = await svc.call(head.method, body.complete, lambda: state.attempt(route))
+        assert isinstance(result, _H1Attempt)
+        client = result.client
+        client.success.incr() if cls.success else client.failures.incr()
+        client.status_scope.counter(str(result.status)).incr()
+        client.latency.add((trio.current_time() - result.started) * 1000.0)
+        if result.status == 101:
+            return await self._tunnel(conn, head, result.up, result.resp, result.endpoint)
+        extra = b"" if srv.clear_context else b"l5d-success-class: " + cls.header + b"\r\n"
+        keep = head.keep_alive and not conn.eof
         try:
-            up.start_request(is_head)
-            chunked = head.chunked
-            try:
-                if body is None:
-                    await up.send(head_bytes)
-                    await self._pump_body(conn, up, chunked)
-                elif body:
-                    await up.send(head_bytes + (chunk(body) + last_chunk() if chunked else body))
-                else:
-                    await up.send(head_bytes + (last_chunk() if chunked else b""))
-                resp = await up.receive_head()
-            except UpstreamClosed as e:
-                if not up.received_any:
-                    raise _StaleConnection() from e
-                raise
-            # interim responses
-            while resp.status < 200:
-                if resp.status == 101:
-                    return await self._tunnel(conn, head, up, resp, ep)
-                if head.version == b"1.1" and resp.status != 100:
-                    await conn.send(_response_head(resp, b""))
-                    conn.sent_any = False
-                resp = await up.receive_head()
-            body_done = True
-            status = resp.status
-            keep = head.keep_alive and body_done and not conn.eof
-            keep = await self._send_response(conn, head, resp, up, keep, is_head)
-            reusable = body_done and resp.keep_alive and up.reusable
-            if status >= 500:
-                ep.failures += 1
-            ep.requests += 1
-            return status, keep
-        finally:
-            ep.load -= 1
-            ep.release(up, reusable)
+            keep = await self._send_response(conn, head, result.resp, result.up, keep, extra)
+            result.finish(reusable=result.resp.keep_alive)
+        except BaseException:
+            result.finish(reusable=False)
+            raise
+        return result.status, keep
 
     async def _pump_body(self, conn: ServerConnection, up: ClientConnection, chunked: bool) -> None:
         """Stream the downstream request body to the upstream connection."""
@@ -630,17 +571,18 @@ class HttpRouter:
         resp: ResponseHead,
         up: ClientConnection,
         keep: bool,
-        is_head: bool,
+        extra: bytes = b"",
     ) -> bool:
         """Stream the response downstream; return whether the connection stays open."""
         status = resp.status
+        is_head = head.method == b"HEAD"
         has_body = not is_head and status >= 200 and status not in (204, 304)
         close_delimited = has_body and not resp.chunked and resp.content_length is None
         chunked_out = resp.chunked or close_delimited
         if chunked_out and head.version != b"1.1":
             chunked_out = False
             keep = False  # an HTTP/1.0 client reads the body until we close
-        framing = b""
+        framing = extra
         if has_body and chunked_out:
             framing = b"Transfer-Encoding: chunked\r\n"
         if not keep:
@@ -781,6 +723,282 @@ class _Rejected(LinkpyError):
 
 class _StaleConnection(Exception):
     """The upstream connection closed before answering a single byte."""
+
+
+class _Body:
+    """A request body as far as it was read before forwarding.
+
+    ``complete``: all of it is in ``data`` (it can be sent again for a retry); else
+    ``data`` is its beginning and the rest still streams from the client.
+    """
+
+    __slots__ = ("data", "complete", "trailers", "chunked", "present")
+
+    def __init__(
+        self, data: bytes, complete: bool, trailers: Headers | None, head: RequestHead
+    ) -> None:
+        self.data = data
+        self.complete = complete
+        self.trailers = trailers
+        self.chunked = head.chunked
+        self.present = head.has_body
+
+    @classmethod
+    async def read(cls, conn: ServerConnection, head: RequestHead, limit: int) -> _Body:
+        if not head.has_body:
+            return cls(b"", True, None, head)
+        if head.content_length is not None and head.content_length > limit:
+            return cls(b"", False, None, head)  # too big to keep: stream it once
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            kind, value = await conn.receive_body()
+            if kind == DATA:
+                parts.append(value)  # type: ignore[arg-type]
+                size += len(value)  # type: ignore[arg-type]
+                if size > limit:
+                    return cls(b"".join(parts), False, None, head)
+            elif kind == END:
+                return cls(b"".join(parts), True, value, head)  # type: ignore[arg-type]
+            else:
+                raise RemoteProtocolError("unexpected upgrade in a request body")
+
+    def framed(self) -> bytes:
+        """What was read, framed for the upstream connection."""
+        if not self.present:
+            return b""
+        if not self.chunked:
+            return self.data
+        out = chunk(self.data) if self.data else b""
+        return out + last_chunk(self.trailers) if self.complete else out
+
+
+def _deadline(head: RequestHead, timeout: float | None) -> bytes | None:
+    """The outgoing ``l5d-ctx-deadline``: the strictest of the incoming ones and ours.
+
+    The value is ``<start ns> <deadline ns>`` (epoch nanoseconds), as Finagle writes it.
+    Deadlines are advisory, as in Linkerd: they are propagated, not enforced.
+    """
+    start = deadline = None
+    for v in head.get_all(b"l5d-ctx-deadline"):
+        try:
+            ts, dl = (int(x) for x in v.split())
+        except ValueError:
+            continue
+        start = ts if start is None else max(start, ts)
+        deadline = dl if deadline is None else min(deadline, dl)
+    if timeout is not None:
+        now = time.time_ns()
+        ours = now + int(timeout * 1e9)
+        start = now if start is None else max(start, now)
+        deadline = ours if deadline is None else min(deadline, ours)
+    if deadline is None or start is None:
+        return None
+    return b"%d %d" % (start, deadline)
+
+
+class _H1Attempt:
+    """A response head from one endpoint, its body not yet read."""
+
+    __slots__ = ("status", "resp", "up", "client", "endpoint", "probe", "started", "done")
+
+    def __init__(
+        self,
+        resp: ResponseHead,
+        up: ClientConnection,
+        client: Client,
+        ep: Endpoint,
+        probe: bool,
+        started: float,
+    ) -> None:
+        self.status = resp.status
+        self.resp = resp
+        self.up = up
+        self.client = client
+        self.endpoint = ep
+        self.probe = probe
+        self.started = started
+        self.done = False
+
+    def header(self, name: bytes) -> bytes | None:
+        return self.resp.get(name)
+
+    def finish(self, reusable: bool) -> None:
+        if not self.done:
+            self.done = True
+            self.endpoint.load -= 1
+            self.endpoint.release(self.up, reusable and self.up.reusable)
+
+    def discard(self) -> None:
+        self.finish(reusable=False)
+
+
+class _Request:
+    """One downstream request on its way: what every attempt of it needs."""
+
+    __slots__ = (
+        "router",
+        "conn",
+        "head",
+        "srv",
+        "path",
+        "local",
+        "origin",
+        "body",
+        "deadline",
+        "reqid",
+        "sent_body",
+    )
+
+    def __init__(
+        self,
+        router: HttpRouter,
+        conn: ServerConnection,
+        head: RequestHead,
+        srv: ServerCtx,
+        path: Path,
+        local: Dtab,
+        origin: bytes,
+        body: _Body,
+        deadline: bytes | None,
+    ) -> None:
+        self.router = router
+        self.conn = conn
+        self.head = head
+        self.srv = srv
+        self.path = path
+        self.local = local
+        self.origin = origin
+        self.body = body
+        self.deadline = deadline
+        self.reqid = b"%016x" % random.getrandbits(64)
+        #: the streamed part of the body went out already (no further attempt possible)
+        self.sent_body = False
+
+    def head_bytes(self, target: Target) -> bytes:
+        r = self.router
+        headers = r._outgoing_headers(self.head, self.srv, self.path, self.local, target, self.conn)
+        headers.append((b"l5d-reqid", self.reqid))
+        if self.deadline is not None:
+            headers.append((b"l5d-ctx-deadline", self.deadline))
+        return b"".join(
+            [self.head.method, b" ", self.origin, b" HTTP/1.1\r\n"]
+            + [b"%s: %s\r\n" % kv for kv in headers]
+            + [b"\r\n"]
+        )
+
+    async def attempt(self, route: Route) -> _H1Attempt:
+        """Pick a target and an endpoint; send the request; read the response head."""
+        router = self.router
+        target = route.pick()
+        client = target.client
+        client.requests.incr()
+        if client.addr is Addr.Pending:
+            await router._wait_addr(client, self.path)
+        if not client.live:
+            raise no_hosts(self.path, router.interpreter.base, self.local)
+        head_bytes = self.head_bytes(target)
+        requeues = 0
+        tried: set[Endpoint] = set()
+        try:
+            while True:
+                ep = client.pick()
+                if ep is None:
+                    raise no_hosts(self.path, router.interpreter.base, self.local)
+                if ep in tried:  # a requeue goes to an endpoint not tried yet
+                    ep = next((e for e in client.live if e not in tried and e.available), ep)
+                tried.add(ep)
+                probe = client.started(ep)
+                started = trio.current_time()
+                ep.load += 1
+                try:
+                    return await self._on(ep, client, probe, started, head_bytes)
+                except _Requeue:
+                    ep.load -= 1
+                    if requeues < len(client.live) and requeues < 25 and client.may_requeue():
+                        requeues += 1
+                        continue
+                    raise ConnectFailed(
+                        f"Unable to establish connection to {ep.show()}. "
+                        f"service name: {self.path.show()}; client name: {client.id_show}; "
+                        f"addresses: [{', '.join(e.show() for e in client.endpoints)}]"
+                    ) from None
+                except BaseException:
+                    ep.load -= 1
+                    raise
+        finally:
+            client.requeues_per_request.add(requeues)
+
+    async def _on(
+        self, ep: Endpoint, client: Client, probe: bool, started: float, head_bytes: bytes
+    ) -> _H1Attempt:
+        """One attempt on one endpoint (within the client's attempt timeout)."""
+        timeout = client.attempt_timeout
+        up: ClientConnection | None = None
+        try:
+            with trio.fail_after(timeout if timeout is not None else math.inf):
+                for fresh in (False, True):
+                    try:
+                        up = await ep.connection()
+                    except ConnectFailed:
+                        client.record(ep, trio.current_time() - started, False, probe)
+                        client.connect_failed(ep)
+                        raise _Requeue() from None
+                    reused = up.uses > 0
+                    try:
+                        resp = await self._exchange(up, head_bytes)
+                    except _StaleConnection:
+                        ep.release(up, reusable=False)
+                        up = None
+                        if reused and not fresh and not self.sent_body:
+                            continue  # the endpoint had closed the pooled connection
+                        raise UpstreamError(
+                            f"connection to {ep.show()} closed before a response ({client.id_show})"
+                        ) from None
+                    return _H1Attempt(resp, up, client, ep, probe, started)
+                raise AssertionError("unreachable")
+        except trio.TooSlowError:
+            if up is not None:
+                ep.release(up, reusable=False)
+            client.record(ep, trio.current_time() - started, False, probe)
+            raise RequestTimeout(
+                f"exceeded {(timeout or 0) * 1000:.0f}ms request attempt timeout "
+                f"to {ep.show()} ({client.id_show})"
+            ) from None
+        except RemoteProtocolError as e:
+            if up is not None:
+                ep.release(up, reusable=False)
+            if isinstance(e, ClientClosed):
+                raise
+            client.record(ep, trio.current_time() - started, False, probe)
+            raise UpstreamError(f"{ep.show()} ({client.id_show}): {e}") from None
+
+    async def _exchange(self, up: ClientConnection, head_bytes: bytes) -> ResponseHead:
+        head = self.head
+        body = self.body
+        up.start_request(head.method == b"HEAD")
+        try:
+            if body.complete:
+                await up.send(head_bytes + body.framed())
+            else:
+                await up.send(head_bytes + body.framed())
+                self.sent_body = True
+                await self.router._pump_body(self.conn, up, body.chunked)
+            resp = await up.receive_head()
+        except UpstreamClosed as e:
+            if not up.received_any:
+                raise _StaleConnection() from e
+            raise
+        while resp.status < 200 and resp.status != 101:
+            if head.version == b"1.1" and resp.status != 100:
+                await self.conn.send(_response_head(resp, b""))
+                self.conn.sent_any = False
+            resp = await up.receive_head()
+        return resp
+
+
+class _Requeue(Exception):
+    """A connection failure: the request never reached the endpoint."""
 
 
 def _response_head(resp: ResponseHead, framing: bytes, *, keep_upgrade: bool = False) -> bytes:
