@@ -115,3 +115,39 @@ async def wait_ready(var: Var[State[T]]) -> State[T]:
     while st is Pending:
         st = await var.wait_change(var.version)
     return st
+
+
+A = TypeVar("A")
+
+
+class Mapped(Var[T]):
+    """A var computed from another one by ``fn``.
+
+    It follows its source only while it is observed itself, so that an unobserved
+    mapped var does not keep its source (a namer's watch) alive.  Sampled while
+    unobserved, it computes its value afresh.
+    """
+
+    __slots__ = ("_source", "_fn", "_unsubscribe")
+
+    def __init__(self, source: Var[A], fn: Callable[[A], T]) -> None:
+        self._source = source
+        self._fn = fn
+        self._unsubscribe: Callable[[], None] | None = None
+        super().__init__(fn(source.sample()), on_active=self._active)
+
+    def _active(self, active: bool) -> None:
+        if active:
+            self._unsubscribe = self._source.observe(self._changed)
+            Var.set(self, self._fn(self._source.sample()))
+        elif self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def _changed(self, value: object) -> None:
+        Var.set(self, self._fn(value))  # type: ignore[arg-type]
+
+    def sample(self) -> T:
+        if self._unsubscribe is None:
+            return self._fn(self._source.sample())
+        return self._value

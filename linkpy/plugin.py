@@ -30,18 +30,23 @@ from typing import Any, ClassVar
 import attrs
 import trio
 
-from .activity import Var
+from .activity import Mapped as Mapped
+from .activity import Var as Var
 from .metrics import Scope
 from .naming import Name, NameTree, Path, PathPattern, State, substitute
+from .watches import Watches as Watches
 
 Activity = Var[State[NameTree[Name]]]
 
 __all__ = [
     "Activity",
+    "Mapped",
     "Namer",
     "NamerConfig",
     "NamerContext",
     "PathPattern",
+    "Var",
+    "Watches",
     "substitute",
 ]
 

@@ -94,17 +94,19 @@ def _resolve(host: str) -> list[str]:
     return sorted({str(i[4][0]) for i in infos})
 
 
-def _scan(
-    root: str, known: Mapping[str, tuple[float, int]]
-) -> tuple[dict[str, tuple[float, int]], dict[str, Addr], list[str]]:
-    """Runs in a worker thread: the files' stamps, the Addrs of changed files, warnings."""
+Scan = tuple[dict[str, tuple[float, int]] | None, dict[str, Addr], list[str]]
+
+
+def _scan(root: str, known: Mapping[str, tuple[float, int]]) -> Scan:
+    """Runs in a worker thread: the files' stamps (None when the directory cannot be
+    read), the Addrs of the files that changed, and warnings."""
     stamps: dict[str, tuple[float, int]] = {}
     changed: dict[str, Addr] = {}
     warnings: list[str] = []
     try:
         entries = list(os.scandir(root))
     except OSError as e:
-        return {}, {}, [f"cannot read {root}: {e.strerror}"]
+        return None, {}, [f"cannot read {root}: {e.strerror}"]
     for entry in entries:
         if entry.name.startswith(".") or not entry.is_file():
             continue
@@ -184,6 +186,13 @@ class FsNamer(Namer):
             log.warning("io.l5d.fs: %s", w)
             self._warnings.incr()
         self._last_warnings = set(warnings)
+        if stamps is None:
+            # the directory is gone or unreadable: keep the last good answers
+            if not self.ready:
+                self.ready = True
+                for path, tree in list(self._trees.items()):
+                    tree.set(self._tree(path))
+            return
         self._stamps = stamps
         existence_changed = not self.ready
         for name, addr in changed.items():
