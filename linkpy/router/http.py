@@ -61,6 +61,7 @@ from ..transport.http1 import (
     UpstreamClosed,
 )
 from ..transport.server import ConnState
+from . import classifiers
 from .client import Client, Endpoint, PoolConfig, make_balancer, ms
 from .identifiers import BuildsIdentifier, HeaderTokenConfig, Identifier, identify
 from .interpreter import Binding, Interpreter
@@ -334,6 +335,7 @@ class HttpRouter:
         srv.requests.incr()
         srv.inflight += 1
         status = 0
+        ok: bool | None = None  # the classification, when a response came back
         svc: Service | None = None
         try:
             if srv.max_concurrent is not None and srv.inflight > srv.max_concurrent:
@@ -361,7 +363,7 @@ class HttpRouter:
             st = binding.var.sample()
             if isinstance(st, Failed):
                 raise BindingFailed(f"binding {path.show()} failed: {st.exc}")
-            status, keep = await self._forward(conn, head, srv, path, local, binding, svc)
+            status, keep, ok = await self._forward(conn, head, srv, path, local, binding, svc)
         except RoutingError as e:
             status = e.status
             keep = await self._respond_error(conn, head, srv, e)
@@ -381,7 +383,8 @@ class HttpRouter:
         elapsed_ms = (time.perf_counter() - start) * 1000.0
         srv.latency.add(elapsed_ms)
         srv.status_scope.counter(str(status)).incr()
-        ok = 0 < status < 500
+        if ok is None:
+            ok = 0 < status < 500
         if ok:
             srv.success.incr()
         else:
@@ -454,8 +457,8 @@ class HttpRouter:
             if lk == b"via":
                 via = v if via is None else via + b", " + v
                 continue
-            if lk[:8] == b"l5d-dst-" or lk == b"l5d-reqid":
-                continue
+            if lk[:8] == b"l5d-dst-" or lk == b"l5d-reqid" or lk == b"l5d-ctx-deadline":
+                continue  # written afresh below
             out.append((k, v))
         if upgrade:
             out.append((b"Connection", b"upgrade"))
@@ -517,8 +520,11 @@ class HttpRouter:
         local: Dtab,
         binding: Binding,
         svc: Service,
-    ) -> tuple[int, bool]:
-        """Send the request through the service stack; stream the chosen response back."""
+    ) -> tuple[int, bool, bool]:
+        """Send the request through the service stack; stream the chosen response back.
+
+        Returns the status, whether the connection stays open, and the classification.
+        """
         route = self.route(binding)
         origin = head.target
         if origin[:1] != b"/" and origin != b"*":
@@ -539,8 +545,16 @@ class HttpRouter:
         client.status_scope.counter(str(result.status)).incr()
         client.latency.add((trio.current_time() - result.started) * 1000.0)
         if result.status == 101:
-            return await self._tunnel(conn, head, result.up, result.resp, result.endpoint)
-        extra = b"" if srv.clear_context else b"l5d-success-class: " + cls.header + b"\r\n"
+            status, keep = await self._tunnel(conn, head, result.up, result.resp, result.endpoint)
+            return status, keep, True
+        extra = b""
+        if not srv.clear_context:
+            extra = b"l5d-success-class: " + cls.header + b"\r\n"
+            resp = result.resp
+            if resp.get(classifiers.SUCCESS_CLASS) is not None:
+                resp.headers = [
+                    (k, v) for k, v in resp.headers if k.lower() != classifiers.SUCCESS_CLASS
+                ]
         keep = head.keep_alive and not conn.eof
         try:
             keep = await self._send_response(conn, head, result.resp, result.up, keep, extra)
@@ -548,7 +562,7 @@ class HttpRouter:
         except BaseException:
             result.finish(reusable=False)
             raise
-        return result.status, keep
+        return result.status, keep, cls.success
 
     async def _pump_body(self, conn: ServerConnection, up: ClientConnection, chunked: bool) -> None:
         """Stream the downstream request body to the upstream connection."""
@@ -694,7 +708,16 @@ class HttpRouter:
         if head.has_body and conn.buffered_body(INLINE_BODY) is not None:
             keep = head.keep_alive
         retryable = bool(getattr(e, "retryable", False))
-        data = self._error_bytes(status, str(e), close=not keep, retryable=retryable)
+        if srv.clear_context:
+            # an untrusted edge learns nothing of the linker's internals (as in Linkerd)
+            data = (
+                status_line(status)
+                + b"Content-Length: 0\r\n"
+                + (b"Connection: close\r\n" if not keep else b"")
+                + b"\r\n"
+            )
+        else:
+            data = self._error_bytes(status, str(e), close=not keep, retryable=retryable)
         try:
             await conn.send(data)
         except ClientClosed:
