@@ -86,7 +86,15 @@ class Linker:
             for s in r.servers:
                 port = s.port if s.port is not None else DEFAULT_PORTS.get(r.protocol, 0)
                 ctx = router.server(s, port)
-                server = TcpServer(s.ip, port, self._handler(router, ctx), on_listen=ctx.bind)
+                opts = s.socketOptions
+                server = TcpServer(
+                    s.ip,
+                    port,
+                    self._handler(router, ctx),
+                    on_listen=ctx.bind,
+                    backlog=opts.backlog if opts else None,
+                    reuse_port=bool(opts and opts.reusePort),
+                )
                 runtime.servers.append((server, ctx))
             self.routers.append(runtime)
 

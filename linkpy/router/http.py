@@ -18,7 +18,9 @@ from __future__ import annotations
 import logging
 import math
 import random
+import socket
 import time
+from typing import Protocol, TypeVar
 from urllib.parse import quote_plus
 
 import trio
@@ -40,7 +42,7 @@ from ..errors import (
     UnidentifiedRequest,
     UpstreamError,
 )
-from ..metrics import Scope
+from ..metrics import Counter, Scope
 from ..naming import Addr, Bound, Dtab, Failed, Ok, Path, Pending
 from ..proto.http1 import (
     DATA,
@@ -103,6 +105,15 @@ class ServerCtx:
         self.max_call_depth = cfg.maxCallDepth if cfg.maxCallDepth is not None else 1000
         self.timestamp_header = cfg.timestampHeader.encode() if cfg.timestampHeader else b""
         self.forwarded = cfg.addForwardedHeader
+        session = cfg.serverSession
+        self.idle_time = (
+            session.idleTimeMs / 1000.0 if session and session.idleTimeMs is not None else math.inf
+        )
+        self.life_time = (
+            session.lifeTimeMs / 1000.0 if session and session.lifeTimeMs is not None else math.inf
+        )
+        opts = cfg.socketOptions
+        self.keep_alive = bool(opts and opts.keepAlive)
 
     def bind(self, port: int) -> None:
         """(Re)name the metrics after the port actually bound (port 0 in tests)."""
@@ -120,6 +131,7 @@ class ServerCtx:
         self.failure_scope = scope.scope("failures")
         scope.gauge("connections", fn=lambda: float(self.open_connections))
         scope.gauge("pending", fn=lambda: float(self.inflight))
+        self.idle_closes = scope.counter("idle_closes")
 
 
 def _label(path: Path | object) -> str:
@@ -163,6 +175,8 @@ class HttpRouter:
         self._dtab_cache: dict[bytes, Dtab] = {}
         self.servers: list[ServerCtx] = []
         self.idle_ttl = float(cfg.bindingCache.idleTtlSecs)
+        #: (request count, when it last moved) of each client and service
+        self._activity: dict[int, tuple[int, float]] = {}
         self.unidentified = metrics.counter("failures", "unidentified")
 
     # -- setup ---------------------------------------------------------------
@@ -291,19 +305,27 @@ class HttpRouter:
         )
         srv.connects.incr()
         srv.open_connections += 1
+        if srv.keep_alive:
+            _keepalive(stream)
+        born = trio.current_time()
         try:
             while True:
                 state.set_idle(True)
                 try:
-                    head = await conn.receive_head()
+                    with trio.move_on_after(srv.idle_time) as idle:
+                        head = await conn.receive_head()
                 except ProtocolError as e:
                     await self._reject(conn, srv, e)
+                    return
+                if idle.cancelled_caught:
+                    srv.idle_closes.incr()  # serverSession.idleTimeMs
                     return
                 if head is None:
                     return
                 state.set_idle(False)
                 keep = await self.handle(conn, head, srv)
-                if not keep or state.should_close or conn.eof:
+                expired = trio.current_time() - born > srv.life_time
+                if not keep or state.should_close or conn.eof or expired:
                     if not keep and conn.parser.events:
                         await conn.linger()  # an unread request body
                     return
@@ -727,14 +749,47 @@ class HttpRouter:
     # -- housekeeping -------------------------------------------------------------------
 
     def evict_idle(self, now: float) -> None:
-        """Drop bindings, clients and services unused for ``idleTtlSecs``."""
+        """Drop bindings, clients and services unused for ``idleTtlSecs``.
+
+        A client or service is idle when its request counter did not move for that long.
+        """
         self.interpreter.evict_idle(now)
+        if self._idle(self.clients, now) | self._idle(self.services, now):
+            # routes hold clients: let them be built again
+            for b in self.interpreter.bindings():
+                b.route = None
+
+    def _idle(self, table: dict[K, E], now: float) -> bool:
+        """Close and forget the entries whose request count stood still for ``idle_ttl``."""
+        evicted = False
+        for key, item in list(table.items()):
+            count = item.requests.value
+            seen = self._activity.get(id(item))
+            if seen is None or seen[0] != count:
+                self._activity[id(item)] = (count, now)
+            elif now - seen[1] >= self.idle_ttl:
+                del table[key]
+                self._activity.pop(id(item), None)
+                item.close()
+                evicted = True
+        return evicted
 
     def close(self) -> None:
         for c in self.clients.values():
             c.close()
         self.clients.clear()
         self.interpreter.close()
+
+
+class _Evictable(Protocol):
+    @property
+    def requests(self) -> Counter: ...
+
+    def close(self) -> None: ...
+
+
+K = TypeVar("K")
+E = TypeVar("E", bound=_Evictable)
 
 
 class _Rejected(LinkpyError):
@@ -1042,6 +1097,13 @@ def _response_head(resp: ResponseHead, framing: bytes, *, keep_upgrade: bool = F
     parts.append(framing)
     parts.append(b"\r\n")
     return b"".join(parts)
+
+
+def _keepalive(stream: trio.SocketStream) -> None:
+    try:
+        stream.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    except OSError:
+        pass
 
 
 def _authority(target: bytes) -> bytes:

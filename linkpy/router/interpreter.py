@@ -57,6 +57,7 @@ class Binding:
         "_subs",
         "seen_ok",
         "last_used",
+        "used",
         "route",
         "closed",
     )
@@ -69,6 +70,8 @@ class Binding:
         self._subs: dict[int, Callable[[], None]] = {}
         self.seen_ok = False
         self.last_used = trio.current_time()
+        #: set on every use; the idle sweep turns it into ``last_used``
+        self.used = False
         #: What the router precomputed from the current tree (cleared on change).
         self.route: object = None
         self.closed = False
@@ -182,6 +185,7 @@ class Interpreter:
                 old.close()
         else:
             self._bindings.move_to_end(key)
+            b.used = True
         return b
 
     def bindings(self) -> list[Binding]:
@@ -189,6 +193,10 @@ class Interpreter:
 
     def evict_idle(self, now: float) -> int:
         """Close the bindings unused for ``idle_ttl`` seconds; return how many."""
+        for b in self._bindings.values():
+            if b.used:
+                b.used = False
+                b.last_used = now
         stale = [k for k, b in self._bindings.items() if now - b.last_used > self.idle_ttl]
         for k in stale:
             self._bindings.pop(k).close()

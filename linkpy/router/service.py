@@ -117,6 +117,9 @@ class Service:
         finally:
             self.retries_per_request.add(retries)
 
+    def close(self) -> None:
+        self.metrics.remove()
+
     def _may_retry(self) -> bool:
         if self.budget.try_withdraw():
             return True

@@ -422,3 +422,45 @@ async def test_admin_ping_and_metrics(
     assert m["rt/out/service/svc/web/requests"] == 1
     assert m["rt/out/client/#/io.l5d.fs/web/requests"] == 1
     assert m[f"{server}/request_latency_ms.count"] == 2
+
+
+async def test_server_session_idle_time_closes_idle_connections(
+    backend: MakeBackend, start_linker: StartLinker, disco: Path
+) -> None:
+    b = await backend("b")
+    write_disco(disco, "web", b)
+    linker = await start_linker(fs_config(disco, server="    serverSession: {idleTimeMs: 100}\n"))
+    stream = await trio.open_tcp_stream("127.0.0.1", linker.ports()["out"][0])
+    await stream.send_all(b"GET / HTTP/1.1\r\nHost: web\r\n\r\n")
+    data = b""
+    with trio.fail_after(10):
+        while True:
+            chunk = await stream.receive_some(65536)
+            if not chunk:
+                break  # the router closed the idle connection
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200")
+    m = linker.metrics.flat()
+    port = linker.ports()["out"][0]
+    assert m[f"rt/out/server/127.0.0.1/{port}/idle_closes"] == 1
+
+
+async def test_idle_clients_and_services_are_evicted(
+    backend: MakeBackend, start_linker: StartLinker, disco: Path, http: httpx.AsyncClient
+) -> None:
+    b = await backend("b")
+    write_disco(disco, "web", b)
+    linker = await start_linker(fs_config(disco, extra="  bindingCache: {idleTtlSecs: 60}\n"))
+    await http.get(router_url(linker) + "/", headers={"Host": "web"})
+    router = linker.routers[0].router
+    assert len(router.clients) == 1 and len(router.services) == 1
+    now = trio.current_time()
+    router.evict_idle(now)  # first sight of their counters
+    router.evict_idle(now + 30)
+    assert len(router.clients) == 1
+    router.evict_idle(now + 61)
+    assert not router.clients and not router.services
+    assert "rt/out/client/#/io.l5d.fs/web/requests" not in linker.metrics.flat()
+    # the name still routes: its client is built again
+    r = await http.get(router_url(linker) + "/", headers={"Host": "web"})
+    assert r.status_code == 200 and len(router.clients) == 1

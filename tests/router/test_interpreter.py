@@ -145,3 +145,16 @@ async def test_dtab_change_rebinds() -> None:
     binding = i.binding(Path.read("/svc/x"))
     i.set_dtab(Dtab.read("/svc/x => /#/s/b"))
     assert ids(binding) == {"/#/s/b"}
+
+
+async def test_bindings_in_use_are_not_evicted() -> None:
+    namer = ScriptedNamer()
+    i = interp(namer)
+    p = Path.read("/svc/a")
+    b = i.binding(p)
+    now = trio.current_time()
+    i.binding(p)  # used
+    assert i.evict_idle(now + 3600) == 0
+    assert i.evict_idle(now + 3600 + 599) == 0
+    assert i.evict_idle(now + 3600 + 601) == 1
+    assert b.closed
