@@ -26,6 +26,7 @@ from .plugin import Namer, NamerContext
 from .router.http import HttpRouter, ServerCtx
 from .router.inet import InetResolver
 from .router.interpreter import Interpreter
+from .telemetry import AccessLog, Telemetry
 from .transport.server import ConnState, TcpServer
 
 log = logging.getLogger("linkpy")
@@ -51,6 +52,8 @@ class Linker:
         self.namers: list[tuple[Path, Namer]] = []
         self.routers: list[RouterRuntime] = []
         self.dtab_files: list[DtabFile] = []
+        self.telemetry = Telemetry(config.telemetry, self.metrics)
+        self.access_logs: list[AccessLog] = []
         self.admin: object | None = None
         self.admin_port = 0
         self._nursery: trio.Nursery | None = None
@@ -81,7 +84,16 @@ class Linker:
                 watcher = DtabFile(r.interpreter.dtabFile, interp)
                 interp.set_dtab(interp.dtab, watcher.read_now())
                 self.dtab_files.append(watcher)
-            router = HttpRouter(r, interp, scope)
+            access_log = None
+            if r.httpAccessLog:
+                access_log = AccessLog(
+                    r.httpAccessLog,
+                    r.httpAccessLogRollPolicy,
+                    r.httpAccessLogAppend,
+                    r.httpAccessLogRotateCount,
+                )
+                self.access_logs.append(access_log)
+            router = HttpRouter(r, interp, scope, telemetry=self.telemetry, access_log=access_log)
             runtime = RouterRuntime(router, [])
             for s in r.servers:
                 port = s.port if s.port is not None else DEFAULT_PORTS.get(r.protocol, 0)
@@ -118,6 +130,9 @@ class Linker:
                 await nursery.start(namer.run)
             for watcher in self.dtab_files:
                 nursery.start_soon(watcher.run)
+            await nursery.start(self.telemetry.run)
+            for access_log in self.access_logs:
+                nursery.start_soon(access_log.run)
             for rt in self.routers:
                 for server, ctx in rt.servers:
                     ctx.port = await nursery.start(server.serve)
@@ -166,6 +181,9 @@ class Linker:
             admin.drain()  # type: ignore[attr-defined]
         for rt in self.routers:
             rt.router.close()
+        with trio.CancelScope(shield=True):
+            for access_log in self.access_logs:
+                await access_log.flush()
         self._stopped.set()
 
     def request_shutdown(self, grace: float | None = None) -> None:

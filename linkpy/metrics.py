@@ -534,6 +534,10 @@ class Metrics(Scope):
                         out[f"{name}.{suffix}"] = v
         return out
 
+    def counter_names(self) -> set[str]:
+        """The flat names of every counter (as opposed to gauges and stats)."""
+        return {name for name, metric in _walk_flat(self, "") if isinstance(metric, Counter)}
+
     def tree(self) -> dict[str, Any]:
         """Every metric in nested form (``/admin/metrics.json?tree=1``)."""
         return _tree(self)

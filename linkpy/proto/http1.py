@@ -73,6 +73,7 @@ class RequestHead:
         "expect_continue",
         "connection_tokens",
         "has_l5d",
+        "has_trace",
         "upgrade",
     )
 
@@ -94,6 +95,8 @@ class RequestHead:
         self.expect_continue = False
         self.connection_tokens: list[bytes] = []
         self.has_l5d = False
+        #: a trace context header (l5d-ctx-trace, l5d-sample, x-b3-*) is present
+        self.has_trace = False
         self.upgrade = False
 
     @property
@@ -189,6 +192,7 @@ class RequestParser:
         "_expect",
         "_conn",
         "_l5d",
+        "_trace",
         "_upgrade",
     )
 
@@ -213,6 +217,7 @@ class RequestParser:
         self._expect = False
         self._conn: list[bytes] = []
         self._l5d = False
+        self._trace = False
         self._upgrade = False
 
     # -- httptools callbacks --------------------------------------------------
@@ -255,6 +260,10 @@ class RequestParser:
             self._upgrade = True
         elif lname[:4] == b"l5d-":
             self._l5d = True
+            if lname == b"l5d-ctx-trace" or lname == b"l5d-sample":
+                self._trace = True
+        elif lname[:5] == b"x-b3-":
+            self._trace = True
 
     def on_headers_complete(self) -> None:
         p = self._p
@@ -268,6 +277,7 @@ class RequestParser:
         head.expect_continue = self._expect
         head.connection_tokens = self._conn
         head.has_l5d = self._l5d
+        head.has_trace = self._trace
         head.upgrade = self._upgrade
         self._head = head
         self._in_head = False

@@ -56,6 +56,7 @@ from ..proto.http1 import (
     last_chunk,
     status_line,
 )
+from ..telemetry import AccessLog, Telemetry
 from ..transport.http1 import (
     ClientClosed,
     ClientConnection,
@@ -63,7 +64,7 @@ from ..transport.http1 import (
     UpstreamClosed,
 )
 from ..transport.server import ConnState
-from . import classifiers
+from . import classifiers, trace
 from .client import Client, Endpoint, PoolConfig, make_balancer, ms
 from .identifiers import BuildsIdentifier, HeaderTokenConfig, Identifier, identify
 from .interpreter import Binding, Interpreter
@@ -79,6 +80,7 @@ from .resilience import (
 )
 from .routing import Route, Target, build_route, no_hosts
 from .service import Service
+from .trace import TRACE_HEADERS
 
 log = logging.getLogger("linkpy.router")
 
@@ -154,6 +156,8 @@ class HttpRouter:
         metrics: Scope,
         *,
         identifiers: list[Identifier] | None = None,
+        telemetry: Telemetry | None = None,
+        access_log: AccessLog | None = None,
     ) -> None:
         self.cfg = cfg
         self.label = cfg.name
@@ -178,6 +182,10 @@ class HttpRouter:
         #: (request count, when it last moved) of each client and service
         self._activity: dict[int, tuple[int, float]] = {}
         self.unidentified = metrics.counter("failures", "unidentified")
+        self.telemetry = telemetry
+        self.access_log = access_log
+        propagator = cfg.tracePropagator
+        self.zipkin = propagator is not None and propagator.kind == "io.l5d.zipkin"
 
     # -- setup ---------------------------------------------------------------
 
@@ -359,6 +367,9 @@ class HttpRouter:
         status = 0
         ok: bool | None = None  # the classification, when a response came back
         svc: Service | None = None
+        path: Path | str = ""
+        #: client id, trace, response size: filled in by _forward
+        info: list[str] = ["", "", "-"]
         try:
             if srv.max_concurrent is not None and srv.inflight > srv.max_concurrent:
                 raise _Rejected(503, "max concurrent requests exceeded", "overloaded")
@@ -385,7 +396,7 @@ class HttpRouter:
             st = binding.var.sample()
             if isinstance(st, Failed):
                 raise BindingFailed(f"binding {path.show()} failed: {st.exc}")
-            status, keep, ok = await self._forward(conn, head, srv, path, local, binding, svc)
+            status, keep, ok = await self._forward(conn, head, srv, path, local, binding, svc, info)
         except RoutingError as e:
             status = e.status
             keep = await self._respond_error(conn, head, srv, e)
@@ -417,7 +428,42 @@ class HttpRouter:
                 svc.success.incr()
             else:
                 svc.failures.incr()
+        if self.telemetry is not None and self.telemetry.active:
+            self._record(head, path, status, elapsed_ms, info)
+        if self.access_log is not None:
+            self.access_log.add(
+                (
+                    conn.peer[0],
+                    time.time(),
+                    head.method.decode(),
+                    head.target.decode("latin-1"),
+                    head.version.decode(),
+                    status,
+                    info[2],
+                    (head.get(b"referer") or b"-").decode("latin-1"),
+                    (head.get(b"user-agent") or b"-").decode("latin-1"),
+                    path.show() if isinstance(path, Path) else "-",
+                )
+            )
         return keep
+
+    def _record(
+        self, head: RequestHead, path: Path | str, status: int, elapsed_ms: float, info: list[str]
+    ) -> None:
+        assert self.telemetry is not None
+        self.telemetry.record(
+            (
+                time.time(),
+                self.label,
+                head.method.decode(),
+                head.target.decode("latin-1"),
+                path.show() if isinstance(path, Path) else "",
+                info[0],
+                status,
+                elapsed_ms,
+                info[1],
+            )
+        )
 
     def _check_call_depth(self, head: RequestHead, srv: ServerCtx) -> None:
         vias = head.get_all(b"via")
@@ -479,8 +525,13 @@ class HttpRouter:
             if lk == b"via":
                 via = v if via is None else via + b", " + v
                 continue
-            if lk[:8] == b"l5d-dst-" or lk == b"l5d-reqid" or lk == b"l5d-ctx-deadline":
-                continue  # written afresh below
+            if (
+                lk[:8] == b"l5d-dst-"
+                or lk == b"l5d-reqid"
+                or lk == b"l5d-ctx-deadline"
+                or (head.has_trace and lk in TRACE_HEADERS)
+            ):
+                continue  # written afresh for each attempt
             out.append((k, v))
         if upgrade:
             out.append((b"Connection", b"upgrade"))
@@ -493,7 +544,6 @@ class HttpRouter:
         out.append((b"l5d-dst-client", target.client_header))
         if target.residual_header:
             out.append((b"l5d-dst-residual", target.residual_header))
-        out.append((b"l5d-reqid", b"%016x" % random.getrandbits(64)))
         if local.dentries:
             out.append((b"l5d-ctx-dtab", local.show().encode("latin-1", "replace")))
         if srv.timestamp_header:
@@ -542,6 +592,7 @@ class HttpRouter:
         local: Dtab,
         binding: Binding,
         svc: Service,
+        info: list[str],
     ) -> tuple[int, bool, bool]:
         """Send the request through the service stack; stream the chosen response back.
 
@@ -563,6 +614,11 @@ class HttpRouter:
         result, cls = await svc.call(head.method, body.complete, lambda: state.attempt(route))
         assert isinstance(result, _H1Attempt)
         client = result.client
+        info[0] = client.id_show
+        info[1] = state.span.show()
+        length = result.resp.content_length
+        if length is not None:
+            info[2] = str(length)
         client.success.incr() if cls.success else client.failures.incr()
         client.status_scope.counter(str(result.status)).incr()
         client.latency.add((trio.current_time() - result.started) * 1000.0)
@@ -925,6 +981,7 @@ class _Request:
         "body",
         "deadline",
         "reqid",
+        "span",
         "sent_body",
     )
 
@@ -949,7 +1006,9 @@ class _Request:
         self.origin = origin
         self.body = body
         self.deadline = deadline
-        self.reqid = b"%016x" % random.getrandbits(64)
+        parent = trace.incoming(head.headers, router.zipkin) if head.has_trace else None
+        self.span = parent.child() if parent is not None else trace.TraceId.root()
+        self.reqid = b"%016x" % self.span.trace_id
         #: the streamed part of the body went out already (no further attempt possible)
         self.sent_body = False
 
@@ -957,6 +1016,7 @@ class _Request:
         r = self.router
         headers = r._outgoing_headers(self.head, self.srv, self.path, self.local, target, self.conn)
         headers.append((b"l5d-reqid", self.reqid))
+        headers += trace.outgoing(self.span, r.zipkin)
         if self.deadline is not None:
             headers.append((b"l5d-ctx-deadline", self.deadline))
         return b"".join(
