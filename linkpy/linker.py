@@ -21,11 +21,12 @@ from .config.registry import Registry
 from .config.schema import DEFAULT_PORTS, LinkerConfig
 from .errors import ConfigError, ParseError
 from .metrics import Metrics
-from .naming import Dtab, Path
+from .naming import SYSTEM_NAMERS, Bound, Dtab, NameTree, Path, State, bind, global_lookup
 from .plugin import Namer, NamerContext
 from .router.http import HttpRouter, ServerCtx
 from .router.inet import InetResolver
-from .router.interpreter import Interpreter
+from .router.interpreter import Interpreter, TransformingNamer
+from .router.transformers import Transformer, TransformerConfig, TransformerContext
 from .telemetry import AccessLog, Telemetry
 from .transport.server import ConnState, TcpServer
 
@@ -69,6 +70,9 @@ class Linker:
             scope = self.metrics.scope("namer").scope(*[e for e in prefix.split("/") if e][1:])
             namer = n.mk(NamerContext(metrics=scope, config_dir=config_dir))
             namer.prefix = Path.read(prefix)
+            if n.transformers:
+                namer = TransformingNamer(namer, self._transformers(n.transformers))
+                namer.prefix = Path.read(prefix)
             self.namers.append((namer.prefix, namer))
         for r in cfg.routers:
             scope = self.metrics.labeled("rt", r.name)
@@ -77,6 +81,7 @@ class Linker:
                 self.namers,
                 self.inet,
                 scope.scope("interpreter"),
+                transformers=self._transformers(r.interpreter.transformers or []),
                 max_bindings=r.bindingCache.paths,
                 idle_ttl=float(r.bindingCache.idleTtlSecs),
             )
@@ -109,6 +114,15 @@ class Linker:
                 )
                 runtime.servers.append((server, ctx))
             self.routers.append(runtime)
+
+    def _transformers(self, configs: Sequence[TransformerConfig]) -> list[Transformer]:
+        inet = self.inet.addr
+
+        def bind_path(path: Path) -> State[NameTree[Bound]]:
+            return bind(Dtab.empty, path, lambda p: global_lookup(p, inet, SYSTEM_NAMERS)).state
+
+        ctx = TransformerContext(bind_path=bind_path)
+        return [c.mk(ctx) for c in configs]
 
     @staticmethod
     def _handler(router: HttpRouter, ctx: ServerCtx):  # type: ignore[no-untyped-def]

@@ -34,6 +34,9 @@ from .activity import Mapped as Mapped
 from .activity import Var as Var
 from .metrics import Scope
 from .naming import Name, NameTree, Path, PathPattern, State, substitute
+from .router.transformers import Transformer as Transformer
+from .router.transformers import TransformerConfig as TransformerConfig
+from .router.transformers import TransformerContext as TransformerContext
 from .watches import Watches as Watches
 
 Activity = Var[State[NameTree[Name]]]
@@ -45,6 +48,9 @@ __all__ = [
     "NamerConfig",
     "NamerContext",
     "PathPattern",
+    "Transformer",
+    "TransformerConfig",
+    "TransformerContext",
     "Var",
     "Watches",
     "substitute",
@@ -97,8 +103,8 @@ class NamerConfig(abc.ABC):
     prefix: str | None = None
     #: must be true for namers marked experimental
     experimental: bool = False
-    #: transformers applied to this namer's bound addresses
-    transformers: list[dict[str, Any]] | None = None
+    #: transformers applied to this namer's bound names
+    transformers: list[TransformerConfig] | None = None
 
     #: set by subclasses
     default_prefix: ClassVar[str] = ""

@@ -34,6 +34,7 @@ from cattrs.gen import make_dict_structure_fn
 from ..errors import ConfigError, ParseError
 from ..naming import Dtab, Path
 from ..plugin import NamerConfig
+from ..router.transformers import TransformerConfig
 from .registry import Registry
 from .schema import (
     DEFAULT_PORTS,
@@ -188,6 +189,9 @@ class Loader:
             ClassifierConfig, self._plugin("linkpy.classifiers", "classifier")
         )
         c.register_structure_hook(TelemeterConfig, self._plugin("linkpy.telemeters", "telemeter"))
+        c.register_structure_hook(
+            TransformerConfig, self._plugin("linkpy.transformers", "transformer")
+        )
         c.register_structure_hook_func(
             lambda t: t == (list[IdentifierConfig] | None), self._identifiers
         )

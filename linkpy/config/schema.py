@@ -14,6 +14,7 @@ from typing import Any, ClassVar, NewType
 import attrs
 
 from ..plugin import NamerConfig
+from ..router.transformers import TransformerConfig
 
 PROTOCOLS = ("http", "h2")
 
@@ -264,7 +265,7 @@ class IdentifierConfig:
 @attrs.frozen(kw_only=True)
 class InterpreterConfig:
     kind: str = "default"
-    transformers: list[dict[str, Any]] | None = None
+    transformers: list[TransformerConfig] | None = None
     # io.l5d.fs
     dtabFile: str | None = None
 

@@ -15,15 +15,17 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import trio
 
-from ..activity import Var
+from ..activity import Mapped, Var
 from ..metrics import Scope
 from ..naming import (
     SYSTEM_NAMERS,
     Bound,
     DelegateResult,
+    DelegateTree,
     Dtab,
     Failed,
     Name,
@@ -40,6 +42,7 @@ from ..naming import (
 )
 from ..plugin import Namer
 from .inet import InetResolver
+from .transformers import Transformer, transform_state
 
 log = logging.getLogger("linkpy.interpreter")
 
@@ -94,6 +97,8 @@ class Binding:
             if key not in self._subs:
                 self._subs[key] = var.observe(self.recompute)
         st = result.state
+        if interp.transformers:
+            st = transform_state(interp.transformers, st)
         if isinstance(st, Failed) and self.seen_ok:
             interp.metrics.counter("rebind_failures_ignored").incr()
             log.warning("binding %s failed (%s); keeping the last good tree", self.path, st.exc)
@@ -111,6 +116,34 @@ class Binding:
         self._subs.clear()
 
 
+class TransformingNamer(Namer):
+    """A namer whose bound answers go through transformers (``namers[].transformers``)."""
+
+    def __init__(self, inner: Namer, transformers: Sequence[Transformer]) -> None:
+        self.inner = inner
+        self.transformers = list(transformers)
+        self._cache: dict[Path, Var[State[NameTree[Name]]]] = {}
+
+    def lookup(self, path: Path) -> Var[State[NameTree[Name]]]:
+        var = self._cache.get(path)
+        if var is None:
+            if len(self._cache) > 10_000:
+                self._cache = {p: v for p, v in self._cache.items() if v.observed}
+            ts = self.transformers
+            var = Mapped(self.inner.lookup(path), lambda st: transform_state(ts, st))
+            self._cache[path] = var
+        return var
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        await self.inner.run(task_status=task_status)
+
+    def bound_names(self) -> list[str]:
+        return self.inner.bound_names()
+
+    def state(self) -> Mapping[str, Any]:
+        return self.inner.state()
+
+
 class Interpreter:
     """Binds names through a router's dtab and namers (Linkerd's default interpreter)."""
 
@@ -124,12 +157,14 @@ class Interpreter:
         system: Mapping[str, SystemNamer] | None = None,
         max_bindings: int = 1000,
         idle_ttl: float = 600.0,
+        transformers: Sequence[Transformer] = (),
     ) -> None:
         self.dtab = dtab
         #: a dtab the interpreter itself holds (``io.l5d.fs``'s file), before the router's
         self.stored = Dtab.empty
         self.base = dtab
         self.namers = list(namers)
+        self.transformers = list(transformers)
         self.inet = inet
         self.metrics = metrics
         self.system = dict(SYSTEM_NAMERS if system is None else system)
@@ -163,12 +198,20 @@ class Interpreter:
 
     def delegate(self, dtab: Dtab, path: Path) -> DelegateResult:
         """Explain ``path`` through ``dtab`` (the full dtab to use) and the namers."""
-        return delegate(dtab, path, self.lookup_with({}))
+        return self.delegate_vars(dtab, path)[0]
 
     def delegate_vars(self, dtab: Dtab, path: Path) -> tuple[DelegateResult, list[Var[object]]]:
         """Like :meth:`delegate`, also giving the activities consulted (to wait on)."""
         touched: dict[int, Var[State[NameTree[Name]]]] = {}
-        r = delegate(dtab, path, self.lookup_with(touched))
+        transform = None
+        if self.transformers:
+
+            def transform(tree: DelegateTree) -> DelegateTree:
+                for t in self.transformers:
+                    tree = t.delegate(tree)
+                return tree
+
+        r = delegate(dtab, path, self.lookup_with(touched), transform=transform)
         return r, list(touched.values())  # type: ignore[arg-type]
 
     # -- bindings -------------------------------------------------------------
