@@ -119,7 +119,8 @@ async def serve_until_signalled(linker: object, on_ready: Callable[[], None] | N
     from .linker import Linker
 
     assert isinstance(linker, Linker)
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    log = logging.getLogger("linkpy")
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(linker.run)
             if on_ready is not None:
@@ -127,7 +128,13 @@ async def serve_until_signalled(linker: object, on_ready: Callable[[], None] | N
 
             async def on_signal() -> None:
                 async for signum in signals:
-                    logging.getLogger("linkpy").info(
+                    if signum == signal.SIGHUP:
+                        try:
+                            await linker.reload()
+                        except ConfigError as e:
+                            log.error("reload refused, the running config stays:\n%s", e)
+                        continue
+                    log.info(
                         "received %s: draining (grace %.1fs)",
                         signal.Signals(signum).name,
                         linker.shutdown_grace,

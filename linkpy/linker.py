@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import attrs
 import trio
 
-from .config.load import namer_prefix
+from .config.load import load_file, namer_prefix
 from .config.registry import Registry
 from .config.schema import DEFAULT_PORTS, LinkerConfig
 from .errors import ConfigError, ParseError
@@ -59,12 +59,15 @@ class Linker:
         self.admin_port = 0
         self._nursery: trio.Nursery | None = None
         self._stopped = trio.Event()
+        self._namer_scopes: dict[int, trio.CancelScope] = {}
+        self._reload_lock = trio.Lock()
+        self.reloads = self.metrics.counter("reloads")
         self.shutdown_grace = config.admin.shutdownGraceMs / 1000.0
         self._build()
 
-    def _build(self) -> None:
-        cfg = self.config
+    def _build_namers(self, cfg: LinkerConfig) -> list[tuple[Path, Namer]]:
         config_dir = os.path.dirname(cfg.path) if cfg.path and cfg.path != "-" else "."
+        out: list[tuple[Path, Namer]] = []
         for n in cfg.namers:
             prefix = "/#" + namer_prefix(n)
             scope = self.metrics.scope("namer").scope(*[e for e in prefix.split("/") if e][1:])
@@ -73,7 +76,12 @@ class Linker:
             if n.transformers:
                 namer = TransformingNamer(namer, self._transformers(n.transformers))
                 namer.prefix = Path.read(prefix)
-            self.namers.append((namer.prefix, namer))
+            out.append((namer.prefix, namer))
+        return out
+
+    def _build(self) -> None:
+        cfg = self.config
+        self.namers = self._build_namers(cfg)
         for r in cfg.routers:
             scope = self.metrics.labeled("rt", r.name)
             interp = Interpreter(
@@ -141,7 +149,7 @@ class Linker:
             self._nursery = nursery
             await nursery.start(self.inet.run)
             for _, namer in self.namers:
-                await nursery.start(namer.run)
+                await self._start_namer(namer)
             for watcher in self.dtab_files:
                 nursery.start_soon(watcher.run)
             await nursery.start(self.telemetry.run)
@@ -200,10 +208,78 @@ class Linker:
                 await access_log.flush()
         self._stopped.set()
 
+    async def _start_namer(self, namer: Namer) -> None:
+        assert self._nursery is not None
+        scope = trio.CancelScope()
+        self._namer_scopes[id(namer)] = scope
+
+        async def run(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            with scope:
+                await namer.run(task_status=task_status)
+
+        await self._nursery.start(run)
+
+    async def reload(self) -> str:
+        """Read the config file again and apply what can change without a restart.
+
+        Dtabs, namers, identifiers and client/service parameters take effect at once;
+        connections stay open and requests in flight finish on what they started with.
+        Servers, ports and the admin need a restart: such changes are reported, not
+        applied.  A config that does not load is refused with its errors (ConfigError),
+        and the running one keeps serving.
+        """
+        async with self._reload_lock:
+            if not self.config.path or self.config.path == "-":
+                raise ConfigError("the config was read from standard input: nothing to re-read")
+            new = await trio.to_thread.run_sync(load_file, self.config.path, self.registry)
+            notes = _restart_needed(self.config, new)
+            old_namers = self.namers
+            namers = self._build_namers(new)
+            for _, namer in namers:
+                await self._start_namer(namer)
+            self.namers = namers
+            by_label = {r.name: r for r in new.routers}
+            for rt in self.routers:
+                r = by_label.get(rt.router.label)
+                if r is None:
+                    continue
+                interp = rt.router.interpreter
+                interp.namers = list(namers)
+                interp.transformers = self._transformers(r.interpreter.transformers or [])
+                rt.router.reconfigure(r)
+                interp.set_dtab(Dtab.read(r.dtab))
+            for _, namer in old_namers:
+                scope = self._namer_scopes.pop(id(namer), None)
+                if scope is not None:
+                    scope.cancel()
+            self.config = attrs.evolve(new, path=self.config.path)
+            self.reloads.incr()
+            message = "reloaded " + self.config.path
+            if notes:
+                message += "; a restart is needed for: " + "; ".join(notes)
+            log.info("%s", message)
+            return message
+
     def request_shutdown(self, grace: float | None = None) -> None:
         """Start a shutdown from synchronous code (the admin's ``/admin/shutdown``)."""
         if self._nursery is not None:
             self._nursery.start_soon(self.shutdown, grace)
+
+
+def _restart_needed(old: LinkerConfig, new: LinkerConfig) -> list[str]:
+    """The differences a reload cannot apply."""
+    notes = []
+    if old.admin != new.admin:
+        notes.append("admin")
+    old_routers = {r.name: r for r in old.routers}
+    new_routers = {r.name: r for r in new.routers}
+    for label in sorted(old_routers.keys() ^ new_routers.keys()):
+        notes.append(f"router {label} added or removed")
+    for label in sorted(old_routers.keys() & new_routers.keys()):
+        a, b = old_routers[label], new_routers[label]
+        if a.servers != b.servers or a.protocol != b.protocol:
+            notes.append(f"servers of router {label}")
+    return notes
 
 
 class DtabFile:

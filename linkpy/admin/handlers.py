@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ..activity import Var
-from ..errors import ParseError
+from ..errors import ConfigError, ParseError
 from ..naming import (
     Addr,
     AddrBound,
@@ -57,6 +57,15 @@ def install(admin: AdminServer, linker: Linker) -> None:
         linker.request_shutdown()
         return Response.text("shutting down\n")
 
+    async def reload(req: Request) -> Response:
+        if req.method != "POST":
+            return Response(405, b"POST to reload\n", headers=(("Allow", "POST"),))
+        try:
+            message = await linker.reload()
+        except ConfigError as e:
+            return Response.text(f"reload refused, the running config stays:\n{e}\n", 400)
+        return Response.text(message + "\n")
+
     async def client_state(req: Request) -> Response:
         out: dict[str, Any] = {}
         for rt in linker.routers:
@@ -77,6 +86,7 @@ def install(admin: AdminServer, linker: Linker) -> None:
     admin.route("/admin/metrics.json", metrics_json)
     admin.route("/config.json", config_json)
     admin.route("/admin/shutdown", shutdown)
+    admin.route("/admin/reload", reload)
     admin.route("/client_state.json", client_state)
     admin.route("/bound-names.json", bound_names)
     admin.route("/delegator.json", delegator_json)

@@ -187,6 +187,36 @@ class HttpRouter:
         propagator = cfg.tracePropagator
         self.zipkin = propagator is not None and propagator.kind == "io.l5d.zipkin"
 
+    def reconfigure(self, cfg: RouterConfig) -> None:
+        """Apply a reloaded config (the same router: same protocol and servers).
+
+        Clients and services are rebuilt when their parameters changed; requests in
+        flight finish on the objects they started with.
+        """
+        old = self.cfg
+        self.cfg = cfg
+        self.dst_prefix = Path.read(cfg.dstPrefix)
+        configs = cfg.identifier or [HeaderTokenConfig()]
+        self.identifiers = [
+            c.mk(self.dst_prefix, cfg.protocol) for c in configs if isinstance(c, BuildsIdentifier)
+        ]
+        self.binding_timeout = cfg.bindingTimeoutMs / 1000.0
+        self.max_line = cfg.maxInitialLineKB * 1024
+        self.max_headers = cfg.maxHeadersKB * 1024
+        self.max_err = cfg.maxErrResponseKB * 1024
+        if cfg.client != old.client:
+            self.client_params = Params(cfg.client, ClientParams)
+            for c in self.clients.values():
+                c.close()
+            self.clients.clear()
+        if cfg.service != old.service:
+            self.service_params = Params(cfg.service, ServiceParams)
+            for s in self.services.values():
+                s.close()
+            self.services.clear()
+        for b in self.interpreter.bindings():
+            b.route = None
+
     # -- setup ---------------------------------------------------------------
 
     def server(self, cfg: ServerConfig, port: int) -> ServerCtx:
