@@ -30,7 +30,11 @@ routers:
 
 
 async def test_reload_under_load_drops_nothing(
-    backend: MakeBackend, nursery: trio.Nursery, tmp_path: Path, disco: Path, http: httpx.AsyncClient
+    backend: MakeBackend,
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    disco: Path,
+    http: httpx.AsyncClient,
 ) -> None:
     v1 = await backend("v1")
     v2 = await backend("v2")
@@ -62,7 +66,9 @@ async def test_reload_under_load_drops_nothing(
         r = await http.post(admin_url(linker) + "/admin/reload")
         assert r.status_code == 400 and "refused" in r.text
         # a new dtab (and the same servers) applies at once
-        path.write_text(config(disco, "/svc => /#/io.l5d.fs; /svc/web => /#/io.l5d.fs/web-v2", port))
+        path.write_text(
+            config(disco, "/svc => /#/io.l5d.fs; /svc/web => /#/io.l5d.fs/web-v2", port)
+        )
         r = await http.post(admin_url(linker) + "/admin/reload")
         assert r.status_code == 200, r.text
         before = served["v2"]

@@ -4,20 +4,22 @@
 ``host:port``.  IP literals (and the empty host, the wildcard address) are answered at
 once; other names start Pending, are resolved by ``getaddrinfo`` in a worker thread (as
 trio does it, never blocking the loop) and, for ``/$/inet``, re-resolved every
-``refresh`` seconds while anyone observes them.  An unknown name is ``Addr.Neg``; a
-failed lookup keeps the last good answer.
+``refresh`` seconds while anyone observes them; names nobody observes are forgotten.
+An unknown name is ``Addr.Neg``; a failed lookup keeps the last good answer.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import socket
+from collections.abc import Callable
 
 import trio
 
 from ..activity import Var
-from ..naming import Addr, AddrBound, Address, AddrSource
+from ..naming import Addr, AddrBound, Address, AddrFailed, AddrSource
 
 log = logging.getLogger("linkpy.inet")
 
@@ -33,21 +35,44 @@ def is_ip(host: str) -> bool:
     return True
 
 
+class _Name:
+    """One resolved ``host:port``: its var and whether a task is resolving it."""
+
+    __slots__ = ("key", "var", "running")
+
+    def __init__(
+        self, key: tuple[str, int, bool], on_active: Callable[[_Name, bool], None]
+    ) -> None:
+        self.key = key
+        self.running = False
+        self.var: Var[Addr] = Var(Addr.Pending, on_active=functools.partial(on_active, self))
+
+
 class InetResolver:
-    """Resolves host names for the ``/$/inet`` system namer."""
+    """Resolves host names for the ``/$/inet`` system namer.
+
+    A name is resolved while it is observed (a client balances over it) and for one
+    ``refresh`` period after it was asked for.  A name nobody observes through a whole
+    period is forgotten: its task ends and the table no longer holds it, so routing on
+    arbitrary host names cannot grow the table without bound.  Whoever still holds the
+    forgotten var and observes it again restarts its resolution.
+    """
 
     def __init__(self, refresh: float = DEFAULT_REFRESH) -> None:
         self.refresh = refresh
-        self._vars: dict[tuple[str, int, bool], Var[Addr]] = {}
-        self._scopes: dict[tuple[str, int, bool], trio.CancelScope] = {}
+        self._names: dict[tuple[str, int, bool], _Name] = {}
         self._nursery: trio.Nursery | None = None
-        self._queued: list[tuple[str, int, bool]] = []
+        self._queued: list[_Name] = []
+
+    def __len__(self) -> int:
+        """How many names are held (resolved, or being resolved)."""
+        return len(self._names)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            for key in self._queued:
-                self._start(key)
+            for name in self._queued:
+                self._start(name)
             self._queued.clear()
             task_status.started()
             await trio.sleep_forever()
@@ -58,30 +83,43 @@ class InetResolver:
         if is_ip(host):
             return AddrBound([Address(host, port)])
         key = (host, port, fixed)
-        var = self._vars.get(key)
-        if var is None:
-            var = Var(Addr.Pending)
-            self._vars[key] = var
-            self._start(key)
-        return var
+        name = self._names.get(key)
+        if name is None:
+            name = _Name(key, self._activated)
+            self._names[key] = name
+            self._start(name)
+        return name.var
 
-    def _start(self, key: tuple[str, int, bool]) -> None:
-        if self._nursery is None:
-            self._queued.append(key)
+    def _activated(self, name: _Name, active: bool) -> None:
+        if active:
+            self._names.setdefault(name.key, name)
+            self._start(name)
+
+    def _start(self, name: _Name) -> None:
+        if name.running:
             return
-        scope = trio.CancelScope()
-        self._scopes[key] = scope
-        self._nursery.start_soon(self._resolve_loop, key, scope)
+        if self._nursery is None:
+            if name not in self._queued:
+                self._queued.append(name)
+            return
+        name.running = True
+        self._nursery.start_soon(self._resolve_loop, name)
 
-    async def _resolve_loop(self, key: tuple[str, int, bool], scope: trio.CancelScope) -> None:
-        host, port, fixed = key
-        var = self._vars[key]
-        with scope:
+    async def _resolve_loop(self, name: _Name) -> None:
+        host, port, fixed = name.key
+        var = name.var
+        try:
             while True:
-                var.set(await resolve(host, port, var.sample()))
-                if fixed and not isinstance(var.sample(), Addr.Failed):
-                    return
+                last = var.sample()
+                if not fixed or last is Addr.Pending or isinstance(last, AddrFailed):
+                    var.set(await resolve(host, port, var.sample()))
                 await trio.sleep(self.refresh)
+                if not var.observed:
+                    if self._names.get(name.key) is name:
+                        del self._names[name.key]
+                    return
+        finally:
+            name.running = False
 
 
 async def resolve(host: str, port: int, last: Addr = Addr.Pending) -> Addr:
