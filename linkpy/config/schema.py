@@ -9,6 +9,7 @@ kind.  Nothing here opens a socket: runtime objects are built from these by
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 import attrs
@@ -41,6 +42,16 @@ def _path(_: object, a: attrs.Attribute[str], value: str) -> None:
         Path.read(value)
     except ParseError as e:
         raise ConfigValueError(f"invalid path: {e}") from None
+
+
+def _regexes(_: object, a: attrs.Attribute[list[str] | None], value: list[str] | None) -> None:
+    for pattern in value or ():
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise ConfigValueError(
+                f"{a.name}: invalid regular expression {pattern!r}: {e}"
+            ) from None
 
 
 # --- small shared objects -------------------------------------------------------
@@ -114,8 +125,8 @@ class AdminSecurity:
     uiEnabled: bool = True
     controlEnabled: bool = True
     diagnosticsEnabled: bool = True
-    pathWhitelist: list[str] | None = None
-    pathBlacklist: list[str] | None = None
+    pathWhitelist: list[str] | None = attrs.field(default=None, validator=_regexes)
+    pathBlacklist: list[str] | None = attrs.field(default=None, validator=_regexes)
 
 
 @attrs.frozen(kw_only=True)
