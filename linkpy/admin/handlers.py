@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import os
+from collections.abc import Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -273,36 +274,65 @@ async def delegator(linker: Linker, req: Request) -> Response:
 
 
 async def explain(interpreter: Any, dtab: Dtab, path: Path) -> DelegateTree | BaseException | None:
-    """Delegate ``path``, waiting (up to 2 s) for Pending names and addresses."""
-    with trio.move_on_after(DELEGATE_TIMEOUT):
-        while True:
-            result, consulted = interpreter.delegate_vars(dtab, path)
-            if result.state is Pending:
-                await _any_change(consulted)
-                continue
-            if not isinstance(result.state, Ok):
-                return result.state.exc  # type: ignore[no-any-return]
-            tree: DelegateTree = result.state.value
-            pending = [
-                b.addr
-                for b in delegate_leaves(tree)
-                if isinstance(b.addr, Var) and b.addr.sample() is Addr.Pending
-            ]
-            if not pending:
-                return tree
-            await _any_change(pending)
-    return None
+    """Delegate ``path``, waiting (up to 2 s) for Pending names and addresses.
+
+    The activities consulted are observed while it waits, as Linkerd's delegator does:
+    a namer that watches only what someone observes (``on_active``) starts its watch.
+    """
+    observed: dict[int, Callable[[], None]] = {}
+
+    def observe(vars_: list[Any]) -> bool:
+        """Observe the vars not observed yet; True if there were any."""
+        new = [v for v in vars_ if id(v) not in observed]
+        for v in new:
+            observed[id(v)] = v.observe(_ignore)
+        return bool(new)
+
+    try:
+        with trio.move_on_after(DELEGATE_TIMEOUT):
+            while True:
+                result, consulted = interpreter.delegate_vars(dtab, path)
+                if result.state is Pending:
+                    if observe(consulted):  # a new observer may get an answer at once
+                        await trio.lowlevel.checkpoint()
+                    else:
+                        await _any_change(consulted)
+                    continue
+                if not isinstance(result.state, Ok):
+                    return result.state.exc  # type: ignore[no-any-return]
+                tree: DelegateTree = result.state.value
+                pending = [
+                    b.addr
+                    for b in delegate_leaves(tree)
+                    if isinstance(b.addr, Var) and b.addr.sample() is Addr.Pending
+                ]
+                if not pending:
+                    return tree
+                if observe(pending):
+                    await trio.lowlevel.checkpoint()
+                else:
+                    await _any_change(pending)
+        return None
+    finally:
+        for close in observed.values():
+            close()
+
+
+def _ignore(value: object) -> None:
+    pass
 
 
 async def _any_change(vars_: list[Any]) -> None:
+    """Wait until one of the vars changes from the value it has now."""
     if not vars_:
         await trio.sleep(0.05)
         return
+    versions = [(v, v.version) for v in vars_]  # now, before any checkpoint
     async with trio.open_nursery() as nursery:
-        for v in vars_:
+        for v, version in versions:
 
-            async def wait(v: Any = v) -> None:
-                await v.wait_change(v.version)
+            async def wait(v: Any = v, version: int = version) -> None:
+                await v.wait_change(version)
                 nursery.cancel_scope.cancel()
 
             nursery.start_soon(wait)

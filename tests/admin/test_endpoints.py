@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar
 
+import attrs
 import httpx
 import pytest
 import trio
 import yaml
 
+from linkpy.activity import Var
 from linkpy.admin.endpoints import ENDPOINTS
 from linkpy.admin.server import MAX_BODY
 from linkpy.config.load import load_file
+from linkpy.config.registry import Registry
 from linkpy.linker import Linker
+from linkpy.naming import Addr, AddrBound, Address, Bound, Leaf, Ok, Pending
+from linkpy.naming import Path as Path_
+from linkpy.plugin import Activity, Namer, NamerConfig, NamerContext
 
 from ..backends import Backend, Reply, Seen
 from ..conftest import MakeBackend, StartLinker, admin_url, fs_config, router_url, write_disco
@@ -415,3 +422,76 @@ async def test_shutdown_is_post_only_and_graceful(
                 break
             await stream.aclose()
             await trio.sleep(0.02)
+
+
+# --- a namer that answers only what someone observes ----------------------------------
+
+
+class LazyNamer(Namer):
+    """Resolves a name, and then its addresses, only while they are observed."""
+
+    def __init__(self) -> None:
+        self.active: list[str] = []
+        self.vars: dict[Path_, Activity] = {}
+
+    def lookup(self, path: Path_) -> Activity:
+        if path not in self.vars:
+            self.vars[path] = self._lookup(path)
+        return self.vars[path]
+
+    def _lookup(self, path: Path_) -> Activity:
+        addr: Var[Addr] = Var(Addr.Pending)
+
+        def addr_active(on: bool) -> None:
+            self.active.append(f"addr {on}")
+            if on:
+                addr.set(AddrBound([Address("127.0.0.1", 9)]))
+
+        bound = Bound(self.prefix.concat(path.take(1)), path.drop(1), addr)
+        addr._on_active = addr_active
+        tree: Activity = Var(Pending)
+
+        def tree_active(on: bool) -> None:
+            self.active.append(f"tree {on}")
+            if on:
+                tree.set(Ok(Leaf(bound)))
+
+        tree._on_active = tree_active
+        return tree
+
+
+@attrs.frozen(kw_only=True)
+class LazyConfig(NamerConfig):
+    default_prefix: ClassVar[str] = "/lazy"
+    namers: ClassVar[list[LazyNamer]] = []
+
+    def mk(self, ctx: NamerContext) -> Namer:
+        namer = LazyNamer()
+        LazyConfig.namers.append(namer)
+        return namer
+
+
+async def test_delegator_observes_what_it_waits_for(
+    start_linker: StartLinker, disco: Path, http: httpx.AsyncClient
+) -> None:
+    registry = Registry.discover().with_plugins("linkpy.namers", {"test.lazy": LazyConfig})
+    cfg = fs_config(disco).replace("- kind: io.l5d.fs", "- kind: test.lazy\n- kind: io.l5d.fs")
+    linker = await start_linker(cfg, registry)
+    with trio.fail_after(1):  # well within the delegator's 2 s
+        r = await http.get(
+            admin_url(linker) + "/delegator.json",
+            params={"path": "/svc/x/y", "dtab": "/svc=>/#/lazy"},
+        )
+    assert r.status_code == 200, r.text
+    leaf = r.json()["delegate"]
+    assert leaf["bound"] == {
+        "addr": {
+            "type": "bound",
+            "addrs": [{"ip": "127.0.0.1", "port": 9, "meta": {}}],
+            "meta": {},
+        },
+        "id": "/#/lazy/x",
+        "path": "/y",
+    }
+    # and it lets go of them afterwards
+    assert LazyConfig.namers[-1].active == ["tree True", "addr True", "tree False", "addr False"]
