@@ -237,3 +237,33 @@ async def test_fs_config_page(browser: WebDriver, start_linker: StartLinker, dis
         assert "rootDir: " + str(disco) in browser.find_element(By.TAG_NAME, "body").text
 
     await in_browser(files)
+
+
+async def test_delegator_draws_weighted_unions(
+    browser: WebDriver, start_linker: StartLinker, disco: Path
+) -> None:
+    linker = await start_linker(TWO_ROUTERS.format(disco=disco))
+    url = admin_url(linker)
+
+    def union() -> None:
+        browser.get(url + "/delegator")
+        wait_for(browser, "body[data-ready=true]")
+        dtab = browser.find_element(By.ID, "dtab")
+        dtab.clear()
+        dtab.send_keys("/svc => 3 * /$/inet/127.1/8001 & 1 * /$/inet/127.1/8002 & 1 * /x;")
+        path = browser.find_element(By.ID, "path")
+        path.clear()
+        path.send_keys("/svc/web")
+        browser.find_element(By.ID, "go").click()
+        tree = wait_for(browser, "#tree")
+        (union,) = css(tree, ":scope > .node")  # the root Delegate simplifies away
+        assert union.get_attribute("data-type") == "union"
+        branches = css(union, ":scope > .node")
+        assert [css(b, ".weight")[0].text for b in branches] == ["3 ×", "1 ×", "1 ×"]
+        assert [b.get_attribute("data-type") for b in branches] == ["leaf", "leaf", "neg"]
+        assert [li.text for li in css(branches[1], "li[data-addr]")] == ["127.0.0.1:8002"]
+        dentry = "/svc=>3.00*/$/inet/127.1/8001 & /$/inet/127.1/8002 & /x"  # Finagle's show
+        assert {b.get_attribute("data-dentry") for b in branches} == {dentry}
+        screenshot(browser, "delegator-union")
+
+    await in_browser(union)
