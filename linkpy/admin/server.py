@@ -8,12 +8,14 @@ passes ``admin.security`` first (a refused path is answered 404, as Linkerd does
 method an endpoint does not take is answered 405; a request body is read only up to
 :data:`MAX_BODY` bytes (413 past it) and within :data:`BODY_TIMEOUT`; a POST whose
 ``Origin`` is not the admin's own is refused (403), so that a web page elsewhere cannot
-make the browser of an operator shut the process down; idle connections close after
+make the browser of an operator shut the process down (nor, for the control endpoints,
+a page that rebinds its host name to the admin's address); idle connections close after
 :data:`IDLE_TIMEOUT`.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -28,7 +30,7 @@ from ..proto.http1 import DATA, END, RequestHead, status_line
 from ..transport.http1 import ClientClosed, ServerConnection
 from ..transport.server import ConnState, TcpServer
 from .endpoints import ENDPOINTS, READ
-from .security import Security
+from .security import CONTROL, Security
 
 if TYPE_CHECKING:
     from ..linker import Linker
@@ -218,7 +220,7 @@ class AdminServer:
                 f"{req.method} not allowed; use {allow}\n".encode(),
                 headers=(("Allow", allow),),
             )
-        if req.method == "POST" and not _same_origin(req):
+        if req.method == "POST" and not _origin_ok(req, self.security.category(req.path)):
             return Response.text("cross-origin requests are refused\n", 403)
         try:
             return await route.handler(req)
@@ -227,12 +229,29 @@ class AdminServer:
             return Response.text(f"internal error: {e}\n", 500)
 
 
-def _same_origin(req: Request) -> bool:
-    """A browser's POST carries ``Origin``; it must name the admin itself."""
+def _origin_ok(req: Request, category: str) -> bool:
+    """Whether a POST may come from where its ``Origin`` says (browsers always send one).
+
+    The origin must be the admin itself.  For the control endpoints, the admin must
+    moreover be named by an IP address or ``localhost``: a page that rebinds its own host
+    name to 127.0.0.1 (DNS rebinding) is same-origin with the name it rebound.
+    """
     origin = req.headers.get("origin")
     if origin is None:
         return True  # not from a browser page (curl, scripts)
-    return urlsplit(origin).netloc.lower() == req.headers.get("host", "").lower()
+    host = req.headers.get("host", "").lower()
+    if urlsplit(origin).netloc.lower() != host:
+        return False
+    if category != CONTROL:
+        return True
+    name = urlsplit("//" + host).hostname or ""
+    if name == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 class _TooLarge(Exception):

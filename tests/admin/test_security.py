@@ -133,3 +133,36 @@ async def test_binds_to_loopback_by_default(
     listeners = admin.server._listeners  # type: ignore[attr-defined]
     assert [sock.socket.getsockname()[0] for sock in listeners] == ["127.0.0.1"]
     assert (await http.get(admin_url(linker) + "/admin/ping")).text == "pong"
+
+
+async def test_browser_posts_must_come_from_the_admin_itself(
+    start_linker: StartLinker, disco: Path, http: httpx.AsyncClient
+) -> None:
+    linker = await start_linker(fs_config(disco))
+    port = linker.admin_port
+    url = admin_url(linker)
+    body = {"path": "/svc/x", "dtab": ""}
+
+    def browser(host: str, origin: str) -> dict[str, str]:
+        return {"Host": host, "Origin": origin}
+
+    # another site's page
+    r = await http.post(
+        url + "/delegator.json", json=body, headers={"Origin": "http://evil.example"}
+    )
+    assert r.status_code == 403
+    # a page whose host name was rebound to 127.0.0.1: same origin as far as the browser knows
+    rebound = browser(f"rebound.example:{port}", f"http://rebound.example:{port}")
+    r = await http.post(url + "/delegator.json", json=body, headers=rebound)
+    assert r.status_code == 200  # harmless: explains only
+    r = await http.post(url + "/admin/shutdown", headers=rebound)
+    assert r.status_code == 403
+    assert (await http.get(url + "/admin/ping")).text == "pong"
+    # the admin's own pages, named by address or localhost, may
+    for host in (f"localhost:{port}", f"[::1]:{port}"):
+        r = await http.post(
+            url + "/delegator.json", json=body, headers=browser(host, "http://" + host)
+        )
+        assert r.status_code == 200
+    r = await http.post(url + "/admin/shutdown", headers=browser(f"127.0.0.1:{port}", url))
+    assert r.status_code == 200
