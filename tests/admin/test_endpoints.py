@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import ClassVar
 
@@ -495,3 +498,28 @@ async def test_delegator_observes_what_it_waits_for(
     }
     # and it lets go of them afterwards
     assert LazyConfig.namers[-1].active == ["tree True", "addr True", "tree False", "addr False"]
+
+
+async def test_shutdown_stops_linkpy_run(
+    tmp_path: Path, disco: Path, http: httpx.AsyncClient
+) -> None:
+    cfg = tmp_path / "linker.yaml"
+    cfg.write_text(fs_config(disco))
+    cmd = [sys.executable, "-m", "linkpy", "run", str(cfg)]
+    proc = await trio.lowlevel.open_process(cmd, stderr=subprocess.PIPE)
+    try:
+        assert proc.stderr is not None
+        log = b""
+        with trio.fail_after(20):
+            while (m := re.search(rb"admin on 127\.0\.0\.1:(\d+)", log)) is None:
+                chunk = await proc.stderr.receive_some()
+                assert chunk, log
+                log += chunk
+        r = await http.post(f"http://127.0.0.1:{int(m[1])}/admin/shutdown")
+        assert r.status_code == 200
+        with trio.fail_after(10):
+            assert await proc.wait() == 0  # the process exits, not just the linker
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
