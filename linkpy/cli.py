@@ -122,7 +122,15 @@ async def serve_until_signalled(linker: object, on_ready: Callable[[], None] | N
     log = logging.getLogger("linkpy")
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
-            await nursery.start(linker.run)
+
+            async def run(
+                *, task_status: trio.TaskStatus[object] = trio.TASK_STATUS_IGNORED
+            ) -> None:
+                await linker.run(task_status=task_status)
+                # stopped otherwise than by a signal (/admin/shutdown): stop waiting for one
+                nursery.cancel_scope.cancel()
+
+            await nursery.start(run)
             if on_ready is not None:
                 on_ready()
 

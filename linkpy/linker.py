@@ -271,6 +271,8 @@ def _restart_needed(old: LinkerConfig, new: LinkerConfig) -> list[str]:
     notes = []
     if old.admin != new.admin:
         notes.append("admin")
+    if old.telemetry != new.telemetry:
+        notes.append("telemetry")
     old_routers = {r.name: r for r in old.routers}
     new_routers = {r.name: r for r in new.routers}
     for label in sorted(old_routers.keys() ^ new_routers.keys()):

@@ -26,14 +26,20 @@ import random
 import socket
 import time
 from collections import deque
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
 
 from .config.schema import TelemeterConfig
 from .metrics import Metrics
+
+if TYPE_CHECKING:
+    from .admin.server import Request, Response
+    from .linker import Linker
+
+    AdminRoute = tuple[str, Callable[[Request], Awaitable[Response]], str]
 
 log = logging.getLogger("linkpy.telemetry")
 
@@ -42,6 +48,25 @@ log = logging.getLogger("linkpy.telemetry")
 class RecentRequestsConfig(TelemeterConfig):
     sampleRate: float
     capacity: int = 10
+
+    def admin_routes(self, linker: Linker) -> list[AdminRoute]:
+        from .admin.server import Response
+
+        async def requests_json(req: Request) -> Response:
+            return Response.json(linker.telemetry.recent_requests())
+
+        async def requests_text(req: Request) -> Response:
+            lines = [
+                f"{r['method']} {r['target']} -> {r['name']} via {r['client']}: "
+                f"{r['status']} in {r['latency_ms']:.1f} ms"
+                for r in linker.telemetry.recent_requests()
+            ]
+            return Response.text("\n".join(lines) + "\n" if lines else "no requests yet\n")
+
+        return [
+            ("/requests.json", requests_json, "the last sampled requests (io.l5d.recentRequests)"),
+            ("/requests", requests_text, "the last sampled requests, as text"),
+        ]
 
 
 @attrs.frozen(kw_only=True)
@@ -64,7 +89,15 @@ class StatsdConfig(TelemeterConfig):
 
 @attrs.frozen(kw_only=True)
 class InfluxDbConfig(TelemeterConfig):
-    pass
+    def admin_routes(self, linker: Linker) -> list[AdminRoute]:
+        from .admin.server import Response
+
+        host = socket.gethostname()
+
+        async def influxdb(req: Request) -> Response:
+            return Response.text(influx_lines(linker.metrics, host))
+
+        return [("/admin/metrics/influxdb", influxdb, "the metrics in InfluxDB line protocol")]
 
 
 @attrs.frozen(kw_only=True)

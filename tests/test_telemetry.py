@@ -13,7 +13,14 @@ import trio
 from linkpy.metrics import Metrics
 from linkpy.telemetry import AccessLog, StatsdConfig, Telemetry, influx_lines, statsd_lines
 
-from .conftest import MakeBackend, StartLinker, fs_config, router_url, write_disco
+from .conftest import (
+    MakeBackend,
+    StartLinker,
+    admin_url,
+    fs_config,
+    router_url,
+    write_disco,
+)
 
 
 async def test_access_log_and_recent_requests(
@@ -43,6 +50,25 @@ async def test_access_log_and_recent_requests(
     recent = linker.telemetry.recent_requests()
     assert [r["target"] for r in recent] == ["/", "/p2"]  # newest first, capacity 2
     assert recent[1]["client"] == "/#/io.l5d.fs/web" and recent[1]["status"] == 200
+    # the telemeter's admin endpoints
+    served = (await http.get(admin_url(linker) + "/requests.json")).json()
+    assert [r["target"] for r in served] == ["/", "/p2"]
+    text = (await http.get(admin_url(linker) + "/requests")).text
+    assert "GET /p2 -> /svc/web via /#/io.l5d.fs/web: 200 in" in text
+
+
+async def test_influxdb_telemeter_serves_line_protocol(
+    backend: MakeBackend, start_linker: StartLinker, disco: Path, http: httpx.AsyncClient
+) -> None:
+    b = await backend("b")
+    write_disco(disco, "web", b)
+    linker = await start_linker(fs_config(disco) + "telemetry:\n- kind: io.l5d.influxdb\n")
+    assert (await http.get(router_url(linker) + "/", headers={"Host": "web"})).status_code == 200
+    r = await http.get(admin_url(linker) + "/admin/metrics/influxdb")
+    assert r.status_code == 200
+    lines = r.text.splitlines()
+    assert lines and all(" value=" in line and ",host=" in line for line in lines)
+    assert any(line.startswith("rt:server:requests_total,") for line in lines)
 
 
 async def test_access_log_rolls_by_size(tmp_path: Path) -> None:

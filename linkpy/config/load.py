@@ -55,6 +55,7 @@ from .schema import (
     PerPrefix,
     PrefixedParams,
     ProtocolName,
+    RegexText,
     RouterConfig,
     ServiceParams,
     TelemeterConfig,
@@ -163,6 +164,15 @@ def _path(v: object, t: type) -> str:
     return s
 
 
+def _regex(v: object, t: type) -> str:
+    s = _strict_str(v, t)
+    try:
+        re.compile(s)
+    except re.error as e:
+        raise _Bad(f"invalid regular expression {s!r}: {e}") from None
+    return s
+
+
 def _check_kind(kind: str, known: frozenset[str], what: str) -> None:
     if kind not in known:
         raise _Bad(f"unknown {what} kind {kind!r} (known: {', '.join(sorted(known))})")
@@ -200,6 +210,7 @@ class Loader:
         c.register_structure_hook(ProtocolName, _protocol)
         c.register_structure_hook(DtabText, _dtab)
         c.register_structure_hook(PathText, _path)
+        c.register_structure_hook(RegexText, _regex)
         c.register_structure_hook(InterpreterConfig, self._interpreter)
         self._base_hooks(c)
         self.c = c

@@ -24,6 +24,8 @@ ProtocolName = NewType("ProtocolName", str)
 DtabText = NewType("DtabText", str)
 #: A string the loader checks is a path.
 PathText = NewType("PathText", str)
+#: A string the loader checks is a regular expression.
+RegexText = NewType("RegexText", str)
 
 
 class ConfigValueError(ValueError):
@@ -101,8 +103,8 @@ class AdminSecurity:
     uiEnabled: bool = True
     controlEnabled: bool = True
     diagnosticsEnabled: bool = True
-    pathWhitelist: list[str] | None = None
-    pathBlacklist: list[str] | None = None
+    pathWhitelist: list[RegexText] | None = None
+    pathBlacklist: list[RegexText] | None = None
 
 
 @attrs.frozen(kw_only=True)

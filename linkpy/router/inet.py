@@ -14,7 +14,7 @@ import functools
 import ipaddress
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -58,8 +58,14 @@ class InetResolver:
     forgotten var and observes it again restarts its resolution.
     """
 
-    def __init__(self, refresh: float = DEFAULT_REFRESH) -> None:
+    def __init__(
+        self,
+        refresh: float = DEFAULT_REFRESH,
+        lookup: Callable[[str, int, Addr], Awaitable[Addr]] | None = None,
+    ) -> None:
         self.refresh = refresh
+        #: one lookup of a name (getaddrinfo in a thread; tests give their own DNS)
+        self.lookup = lookup or resolve
         self._names: dict[tuple[str, int, bool], _Name] = {}
         self._nursery: trio.Nursery | None = None
         self._queued: list[_Name] = []
@@ -112,7 +118,7 @@ class InetResolver:
             while True:
                 last = var.sample()
                 if not fixed or last is Addr.Pending or isinstance(last, AddrFailed):
-                    var.set(await resolve(host, port, var.sample()))
+                    var.set(await self.lookup(host, port, last))
                 await trio.sleep(self.refresh)
                 if not var.observed:
                     if self._names.get(name.key) is name:

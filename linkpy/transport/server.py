@@ -107,14 +107,20 @@ class TcpServer:
         self._listeners = await self._listen()
         if self.on_listen is not None:
             self.on_listen(self.bound_port)
-        async with trio.open_nursery() as nursery:
-            task_status.started(self.bound_port)
-            with self._accepting:
-                async with trio.open_nursery() as accepters:
-                    for listener in self._listeners:
-                        accepters.start_soon(self._accept_loop, listener, nursery)
+        try:
+            async with trio.open_nursery() as nursery:
+                task_status.started(self.bound_port)
+                with self._accepting:
+                    async with trio.open_nursery() as accepters:
+                        for listener in self._listeners:
+                            accepters.start_soon(self._accept_loop, listener, nursery)
+                for listener in self._listeners:
+                    await listener.aclose()
+        finally:
+            # also when cancelled: a listener left open would go on accepting into its
+            # backlog, and the port would stay taken, until garbage collection
             for listener in self._listeners:
-                await listener.aclose()
+                listener.socket.close()
         self._done.set()
 
     async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:

@@ -9,6 +9,18 @@ from linkpy.naming import Addr, AddrBound, Address
 from linkpy.router.inet import InetResolver
 
 
+class Dns:
+    """A DNS answering at once from a table, counting lookups (no thread, no clock drift)."""
+
+    def __init__(self) -> None:
+        self.lookups = 0
+
+    async def __call__(self, host: str, port: int, last: Addr) -> Addr:
+        self.lookups += 1
+        await trio.sleep(0)
+        return AddrBound([Address("127.0.0.1", port)]) if host == "localhost" else Addr.Neg
+
+
 async def bound(var: Var[Addr]) -> AddrBound:
     while not isinstance(value := var.sample(), AddrBound):
         await var.wait_change(var.version)
@@ -25,7 +37,8 @@ async def test_ip_literals_need_no_lookup() -> None:
 async def test_an_unobserved_name_is_forgotten_after_one_period(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    resolver = InetResolver(refresh=5.0)
+    dns = Dns()
+    resolver = InetResolver(refresh=5.0, lookup=dns)
     async with trio.open_nursery() as nursery:
         await nursery.start(resolver.run)
         # one name per port: a router that routes on arbitrary Host headers asks for many
@@ -42,15 +55,17 @@ async def test_an_unobserved_name_is_forgotten_after_one_period(
 async def test_an_observed_name_is_kept_and_re_resolved(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    resolver = InetResolver(refresh=5.0)
+    dns = Dns()
+    resolver = InetResolver(refresh=5.0, lookup=dns)
     async with trio.open_nursery() as nursery:
         await nursery.start(resolver.run)
         var = resolver.addr("localhost", 80, False)
         assert isinstance(var, Var)
         stop = var.observe(lambda _: None)
         await bound(var)
-        await trio.sleep(60)
+        await trio.sleep(62)
         assert len(resolver) == 1
+        assert dns.lookups == 13  # once at first, then every 5 s
         assert resolver.addr("localhost", 80, False) is var
         stop()
         await trio.sleep(11)
@@ -68,18 +83,28 @@ async def test_an_observed_name_is_kept_and_re_resolved(
 async def test_fixedinet_is_resolved_once_and_forgotten_too(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    resolver = InetResolver(refresh=5.0)
+    dns = Dns()
+    resolver = InetResolver(refresh=5.0, lookup=dns)
     async with trio.open_nursery() as nursery:
         await nursery.start(resolver.run)
         var = resolver.addr("localhost", 80, True)
         assert isinstance(var, Var)
         stop = var.observe(lambda _: None)
         await bound(var)
-        version = var.version
         await trio.sleep(60)
-        assert var.version == version
+        assert dns.lookups == 1
         assert len(resolver) == 1
         stop()
         await trio.sleep(11)
         assert len(resolver) == 0
+        nursery.cancel_scope.cancel()
+
+
+async def test_the_default_lookup_asks_the_system() -> None:
+    resolver = InetResolver()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(resolver.run)
+        var = resolver.addr("localhost", 80, False)
+        assert isinstance(var, Var)
+        assert Address("127.0.0.1", 80) in (await bound(var)).addresses
         nursery.cancel_scope.cancel()
