@@ -37,6 +37,7 @@ import logging
 import random
 import re
 import socket
+import ssl
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -284,8 +285,9 @@ class ConsulNamer(Namer):
         self.wait = f"{config.waitSecs}s"
         self.timeout = config.requestTimeoutMs / 1000.0
         self.agent: AgentInfo | None = None
-        self.api: TrioConsul | None = None
-        self._api_ready = trio.Event()
+        #: never used for TLS (the namer speaks plain HTTP); one context for every
+        #: client, instead of one built (and a CA bundle loaded) per client
+        self._ssl = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         self.watches: Watches[SvcKey, SvcState] = Watches(
             self._watch, lambda key: Pending, idle=float(config.watchIdleSecs), name="consul watch"
         )
@@ -327,51 +329,64 @@ class ConsulNamer(Namer):
 
     # -- running --------------------------------------------------------------------
 
+    def http_client(self) -> httpx.AsyncClient:
+        """An HTTP client of its own for one loop.
+
+        Each watch has its own connection pool (of one connection): a blocking query
+        holds its connection for minutes, and httpcore's pool scans every connection
+        it holds on each request, so one pool shared by a thousand watches costs
+        quadratic time.  The client lives exactly as long as its watch."""
+        transport = httpx.AsyncHTTPTransport(
+            verify=self._ssl, limits=httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        )
+        return httpx.AsyncClient(transport=transport, trust_env=False)
+
+    def api(self, http: httpx.AsyncClient) -> TrioConsul:
+        cfg = self.config
+        return TrioConsul(
+            http,
+            host=cfg.host,
+            port=cfg.port,
+            token=cfg.token,
+            consistency=cfg.consistencyMode,
+            timeout=self.timeout,
+        )
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         cfg = self.config
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-        async with httpx.AsyncClient(limits=limits, trust_env=False) as http:
-            self.api = TrioConsul(
-                http,
-                host=cfg.host,
-                port=cfg.port,
-                token=cfg.token,
-                consistency=cfg.consistencyMode,
-                timeout=self.timeout,
-            )
-            self._api_ready.set()
-            async with trio.open_nursery() as nursery:
-                await nursery.start(self.watches.run)
-                if cfg.setHost:
-                    nursery.start_soon(self._agent_loop)
-                task_status.started()
-                while True:
-                    await trio.sleep(max(cfg.watchIdleSecs / 2, 1.0))
-                    self._forget_unused()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.watches.run)
+            if cfg.setHost:
+                nursery.start_soon(self._agent_loop)
+            task_status.started()
+            while True:
+                await trio.sleep(max(cfg.watchIdleSecs / 2, 1.0))
+                self._forget_unused()
 
     async def _agent_loop(self) -> None:
         """Learn the agent's datacenter and DNS domain (for ``setHost``), retrying until
         Consul answers (it may start after linkpy: Linkerd bug #2003)."""
-        assert self.api is not None
         backoff = Backoff(high=30.0)
         failures = 0
-        while self.agent is None:
-            self.stats.agent_requests.incr()
-            try:
-                self.agent = parse_agent(await self.api.agent_self())
-            except (ConsulError, MalformedAnswer) as e:
-                self.stats.agent_errors.incr()
-                failures += 1
-                level = logging.WARNING if failures == 1 else logging.DEBUG
-                log.log(
-                    level,
-                    "%s: cannot read the agent's datacenter and domain (GET /v1/agent/self): "
-                    "%s; setHost uses the answers' datacenter and the domain 'consul' "
-                    "meanwhile; retrying",
-                    self.prefix.show(),
-                    e,
-                )
-                await trio.sleep(backoff.next())
+        async with self.http_client() as http:
+            api = self.api(http)
+            while self.agent is None:
+                self.stats.agent_requests.incr()
+                try:
+                    self.agent = parse_agent(await api.agent_self())
+                except (ConsulError, MalformedAnswer) as e:
+                    self.stats.agent_errors.incr()
+                    failures += 1
+                    level = logging.WARNING if failures == 1 else logging.DEBUG
+                    log.log(
+                        level,
+                        "%s: cannot read the agent's datacenter and domain (GET /v1/agent/self): "
+                        "%s; setHost uses the answers' datacenter and the domain 'consul' "
+                        "meanwhile; retrying",
+                        self.prefix.show(),
+                        e,
+                    )
+                    await trio.sleep(backoff.next())
         log.info(
             "%s: agent datacenter %s, domain %s",
             self.prefix.show(),
@@ -382,7 +397,6 @@ class ConsulNamer(Namer):
             w.refresh_metadata()
 
     async def _watch(self, key: SvcKey, var: Var[SvcState]) -> None:
-        await self._api_ready.wait()
         w = ServiceWatch(self, key, var)
         self.live[key] = w
         self.stats.opens.incr()
@@ -448,6 +462,7 @@ class ServiceWatch:
         self.key = key
         self.var = var
         self.addr: Var[Addr] = Var(Addr.Pending)
+        self.api: TrioConsul | None = None
         self.index = 0
         self.good = False
         self.failures = 0
@@ -464,6 +479,11 @@ class ServiceWatch:
         return f"{self.namer.prefix.show()}: service {self.key.service}{tag} in {self.key.dc}"
 
     async def run(self) -> None:
+        async with self.namer.http_client() as http:
+            self.api = self.namer.api(http)
+            await self._loop()
+
+    async def _loop(self) -> None:
         while True:
             try:
                 await self.poll()
@@ -477,7 +497,7 @@ class ServiceWatch:
 
     async def poll(self) -> None:
         namer = self.namer
-        api = namer.api
+        api = self.api
         assert api is not None
         self._stats.requests.incr()
         index, data = await api.service(

@@ -82,5 +82,12 @@ async def until_addresses(var: Var[Any], want: set[tuple[str, int]], timeout: fl
     await until(var, lambda st: addresses(st) == want, timeout)
 
 
+async def eventually(pred: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait until ``pred()`` holds: for metrics and emulator state, which have no events."""
+    with trio.fail_after(timeout):
+        while not pred():  # noqa: ASYNC110 - a metric or the emulator's log, not an event
+            await trio.sleep(0.02)
+
+
 def requests_for(consul: FakeConsul, service: str, kind: str = "catalog") -> list[Any]:
     return consul.requests_to(f"/v1/{kind}/service/{service}")

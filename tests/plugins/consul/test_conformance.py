@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import trio
 
 from linkpy.naming import Path
@@ -12,7 +14,7 @@ from .helpers import make_namer
 
 
 class ConsulScenario:
-    def __init__(self, consul: FakeConsul, **config: object) -> None:
+    def __init__(self, consul: FakeConsul, **config: Any) -> None:
         self.consul = consul
         self.config = config
         self.ids: list[str] = []
