@@ -39,6 +39,7 @@ import re
 import socket
 import ssl
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import attrs
@@ -90,6 +91,9 @@ LOCAL_DC = ".local"
 QUIET_BURST = 2
 #: ... and then at most this many per second.
 QUIET_RATE = 1.0
+#: Plain (non-blocking) reads in flight at once: a thousand watches starting together
+#: (linkpy's start, or Consul coming back) are a queue, not a thundering herd.
+PLAIN_READS = 32
 #: Retry delays after errors: jittered exponential between these (seconds).
 BACKOFF_MIN = 0.05
 BACKOFF_MAX = 5.0
@@ -288,6 +292,7 @@ class ConsulNamer(Namer):
         #: never used for TLS (the namer speaks plain HTTP); one context for every
         #: client, instead of one built (and a CA bundle loaded) per client
         self._ssl = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        self.plain_reads = trio.CapacityLimiter(PLAIN_READS)
         self.watches: Watches[SvcKey, SvcState] = Watches(
             self._watch, lambda key: Pending, idle=float(config.watchIdleSecs), name="consul watch"
         )
@@ -499,8 +504,8 @@ class ServiceWatch:
         namer = self.namer
         api = self.api
         assert api is not None
-        self._stats.requests.incr()
-        index, data = await api.service(
+        read = partial(
+            api.service,
             self.key.service,
             dc=None if self.key.dc == LOCAL_DC else self.key.dc,
             tag=self.key.tag,
@@ -509,6 +514,12 @@ class ServiceWatch:
             health=namer.health,
             passing=namer.passing,
         )
+        self._stats.requests.incr()
+        if self.index:
+            index, data = await read()  # a blocking query: mostly waiting, not limited
+        else:
+            async with namer.plain_reads:
+                index, data = await read()
         parsed = parse_health(data) if namer.health else parse_catalog(data)
         changed = await self.publish(parsed)
         self.advance(index)
