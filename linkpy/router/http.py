@@ -43,7 +43,7 @@ from ..errors import (
     UpstreamError,
 )
 from ..metrics import Counter, Scope
-from ..naming import Addr, Bound, Dtab, Failed, Ok, Path, Pending
+from ..naming import Addr, AddrBound, Bound, Dtab, Failed, Ok, Path, Pending
 from ..proto.http1 import (
     DATA,
     END,
@@ -81,6 +81,10 @@ from .resilience import (
 from .routing import Route, Target, build_route, no_hosts
 from .service import Service
 from .trace import TRACE_HEADERS
+
+#: Addr metadata naming the ``Host`` to send to a bound name's addresses (Finagle's
+#: ``Metadata.authority``; io.l5d.consul sets it with ``setHost: true``).
+AUTHORITY_KEY = "authority"
 
 log = logging.getLogger("linkpy.router")
 
@@ -546,6 +550,12 @@ class HttpRouter:
         upgrade = head.upgrade and b"upgrade" in head.connection_tokens
         out: Headers = []
         via = None
+        # a namer may name the authority of its addresses (io.l5d.consul's setHost)
+        meta = target.client.addr
+        rewrite = meta.metadata.get(AUTHORITY_KEY) if isinstance(meta, AddrBound) else None
+        if isinstance(rewrite, str) and rewrite:
+            drop = drop | {b"host"}
+            out.append((b"Host", rewrite.encode("latin-1", "replace")))
         for k, v in head.headers:
             lk = k.lower()
             if lk in drop:
@@ -565,7 +575,7 @@ class HttpRouter:
             out.append((k, v))
         if upgrade:
             out.append((b"Connection", b"upgrade"))
-        if head.host is None and head.target[:1] != b"/":
+        if head.host is None and head.target[:1] != b"/" and not rewrite:
             authority = _authority(head.target)
             if authority:
                 out.append((b"Host", authority))

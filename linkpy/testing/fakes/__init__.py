@@ -18,4 +18,25 @@ state and fault methods and a ``restart()`` with the real system's semantics.
 
 ``python -m linkpy.testing.fakes {consul,kubernetes,marathon}`` runs one from the
 command line.
+
+A plugin author emulating another backend builds on the same core (part of the
+plugin API): subclass :class:`FakeServer`, add routes to ``self.router`` whose
+handlers return :func:`json_response`/:func:`text_response`, and every fault method
+above comes for free (plugins/README.md shows one).
 """
+
+from ._http import FakeServer as FakeServer
+from ._http import Request as Request
+from ._http import Response as Response
+from ._http import StreamResponse as StreamResponse
+from ._http import json_response as json_response
+from ._http import text_response as text_response
+
+__all__ = [
+    "FakeServer",
+    "Request",
+    "Response",
+    "StreamResponse",
+    "json_response",
+    "text_response",
+]
