@@ -29,26 +29,54 @@ log = logging.getLogger("linkpy.client")
 
 
 class PoolConfig:
-    """hostConnectionPool and session settings of a client."""
+    """hostConnectionPool and clientSession settings of a client.
 
-    __slots__ = ("max_size", "max_idle", "idle_time", "max_waiters", "connect_timeout", "life_time")
+    Finagle's watermark pool: up to ``max_size`` connections per endpoint, requests past
+    it wait (at most ``max_waiters`` of them); idle connections beyond ``min_size`` close
+    after ``idle_time``; every connection, whatever the pool size, closes after
+    ``session_idle`` idle or ``life_time`` since it opened.
+    """
+
+    __slots__ = (
+        "min_size",
+        "max_size",
+        "max_idle",
+        "idle_time",
+        "max_waiters",
+        "connect_timeout",
+        "session_idle",
+        "life_time",
+    )
 
     def __init__(
         self,
         *,
+        min_size: int = 0,
         max_size: int | None = None,
         max_idle: int = 64,
         idle_time: float | None = None,
         max_waiters: int | None = None,
         connect_timeout: float = 1.0,
+        session_idle: float | None = None,
         life_time: float | None = None,
     ) -> None:
+        self.min_size = min_size
         self.max_size = max_size
-        self.max_idle = max_idle
+        self.max_idle = max(max_idle, min_size)
         self.idle_time = idle_time
         self.max_waiters = max_waiters
         self.connect_timeout = connect_timeout
+        self.session_idle = session_idle
         self.life_time = life_time
+
+    def expired(self, conn: ClientConnection, now: float, open_: int) -> bool:
+        """Whether an idle connection should close (``open_`` connections are open)."""
+        idle = now - conn.idle_since
+        if self.session_idle is not None and idle > self.session_idle:
+            return True
+        if self.life_time is not None and now - conn.born > self.life_time:
+            return True
+        return self.idle_time is not None and idle > self.idle_time and open_ > self.min_size
 
 
 class Endpoint:
@@ -111,7 +139,7 @@ class Endpoint:
         now = trio.current_time()
         while idle:
             conn = idle.pop()
-            if cfg.idle_time is not None and now - conn.idle_since > cfg.idle_time:
+            if cfg.expired(conn, now, self.open):
                 self._discard(conn)
                 continue
             return conn
@@ -139,11 +167,13 @@ class Endpoint:
 
     def release(self, conn: ClientConnection, reusable: bool) -> None:
         """Give a connection back: pooled if it can carry another request."""
+        pool = self.client.pool
         if (
             reusable
             and not self.removed
             and conn.reusable
-            and len(self.idle) < self.client.pool.max_idle
+            and len(self.idle) < pool.max_idle
+            and (pool.life_time is None or trio.current_time() - conn.born <= pool.life_time)
         ):
             conn.idle_since = trio.current_time()
             self.idle.append(conn)
@@ -160,6 +190,18 @@ class Endpoint:
     def close_idle(self) -> None:
         while self.idle:
             self._discard(self.idle.pop())
+
+    def expire_idle(self, now: float) -> None:
+        """Close the idle connections past their idle time or lifetime, oldest first."""
+        cfg = self.client.pool
+        keep = []
+        for conn in self.idle:  # released in order: the oldest come first
+            if cfg.expired(conn, now, self.open):
+                self._discard(conn)
+            else:
+                keep.append(conn)
+        if len(keep) != len(self.idle):
+            self.idle[:] = keep
 
 
 class Client:
@@ -316,6 +358,12 @@ class Client:
 
     def endpoint(self, key: tuple[str, int]) -> Endpoint | None:
         return self._by_key.get(key)
+
+    def expire_idle(self, now: float) -> None:
+        """Close the idle connections of every endpoint past their idle time or lifetime."""
+        for ep in self.endpoints:
+            if ep.idle:
+                ep.expire_idle(now)
 
     def close(self) -> None:
         if self._unobserve is not None:

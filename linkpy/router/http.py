@@ -240,14 +240,14 @@ class HttpRouter:
         params, _ = self.client_params.resolve(name)
         pool_cfg = params.hostConnectionPool
         session = params.clientSession
-        idle = pool_cfg.idleTimeMs if pool_cfg and pool_cfg.idleTimeMs is not None else None
-        if idle is None and session is not None:
-            idle = session.idleTimeMs
         pool = PoolConfig(
+            min_size=pool_cfg.minSize if pool_cfg else 0,
             max_size=pool_cfg.maxSize if pool_cfg else None,
-            idle_time=ms(idle),
+            idle_time=ms(pool_cfg.idleTimeMs if pool_cfg else None),
             max_waiters=pool_cfg.maxWaiters if pool_cfg else None,
             connect_timeout=ms(params.connectTimeoutMs) or 1.0,
+            session_idle=ms(session.idleTimeMs if session else None),
+            life_time=ms(session.lifeTimeMs if session else None),
         )
         clock = trio.current_time
         scope = self.metrics.labeled("client", _label(bound.id))
@@ -850,6 +850,8 @@ class HttpRouter:
         A client or service is idle when its request counter did not move for that long.
         """
         self.interpreter.evict_idle(now)
+        for client in self.clients.values():
+            client.expire_idle(now)
         if self._idle(self.clients, now) | self._idle(self.services, now):
             # routes hold clients: let them be built again
             for b in self.interpreter.bindings():

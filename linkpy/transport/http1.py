@@ -166,11 +166,13 @@ class UpstreamClosed(RemoteProtocolError):
 class ClientConnection:
     """An upstream HTTP/1.1 connection to one endpoint."""
 
-    __slots__ = ("stream", "parser", "uses", "idle_since", "received_any", "closed")
+    __slots__ = ("stream", "parser", "uses", "born", "idle_since", "received_any", "closed")
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.parser = ResponseParser()
+        #: When it was opened (clientSession.lifeTimeMs counts from here).
+        self.born = trio.current_time()
         #: Requests sent on this connection so far.
         self.uses = 0
         self.idle_since = 0.0

@@ -464,3 +464,72 @@ async def test_idle_clients_and_services_are_evicted(
     # the name still routes: its client is built again
     r = await http.get(router_url(linker) + "/", headers={"Host": "web"})
     assert r.status_code == 200 and len(router.clients) == 1
+
+
+async def test_pool_keeps_min_size_connections_and_closes_the_idle_rest(
+    backend: MakeBackend, start_linker: StartLinker, disco: Path, http: httpx.AsyncClient
+) -> None:
+    gate = trio.Event()
+    all_in = trio.Event()
+    arrived = 0
+
+    async def slow(req: Seen) -> Reply:
+        nonlocal arrived
+        arrived += 1
+        if arrived == 3:  # all three in flight, each on its own connection
+            all_in.set()
+        await gate.wait()
+        return Reply(200, b"ok")
+
+    b = await backend("b", slow)
+    write_disco(disco, "web", b)
+    pool = "  client:\n    hostConnectionPool: {minSize: 1, idleTimeMs: 1000}\n"
+    linker = await start_linker(fs_config(disco, extra=pool))
+    url = router_url(linker)
+
+    async def one() -> None:
+        assert (await http.get(url + "/", headers={"Host": "web"})).status_code == 200
+
+    async with trio.open_nursery() as n:
+        for _ in range(3):
+            n.start_soon(one)
+        await all_in.wait()
+        gate.set()
+    assert b.connections == 3
+    router = linker.routers[0].router
+    (client,) = router.clients.values()
+    (ep,) = client.endpoints
+    assert ep.open == 3 and len(ep.idle) == 3
+    now = trio.current_time()
+    router.evict_idle(now + 0.5)  # not idle long enough
+    assert ep.open == 3
+    router.evict_idle(now + 2)  # idle past idleTimeMs: all but minSize close
+    assert ep.open == 1 and len(ep.idle) == 1
+    router.evict_idle(now + 500)  # minSize connections stay however long they idle
+    assert ep.open == 1
+    m = linker.metrics.flat()
+    assert m["rt/out/client/#/io.l5d.fs/web/closes"] == 2
+    r = await http.get(url + "/", headers={"Host": "web"})
+    assert r.status_code == 200 and b.connections == 3  # the kept connection serves it
+
+
+async def test_client_session_life_time_closes_connections_whatever_the_pool(
+    backend: MakeBackend, start_linker: StartLinker, disco: Path, http: httpx.AsyncClient
+) -> None:
+    b = await backend("b")
+    write_disco(disco, "web", b)
+    extra = (
+        "  client:\n    hostConnectionPool: {minSize: 2}\n"
+        "    clientSession: {lifeTimeMs: 1000, idleTimeMs: 60000}\n"
+    )
+    linker = await start_linker(fs_config(disco, extra=extra))
+    r = await http.get(router_url(linker) + "/", headers={"Host": "web"})
+    assert r.status_code == 200
+    router = linker.routers[0].router
+    (client,) = router.clients.values()
+    (ep,) = client.endpoints
+    assert ep.open == 1
+    router.evict_idle(trio.current_time() + 2)
+    assert ep.open == 0
+    r = await http.get(router_url(linker) + "/", headers={"Host": "web"})
+    assert r.status_code == 200 and b.connections == 2
