@@ -704,8 +704,17 @@ class HttpRouter:
     # -- housekeeping -------------------------------------------------------------------
 
     def evict_idle(self, now: float) -> None:
-        """Drop bindings, clients and services unused for ``idleTtlSecs``."""
+        """Drop bindings unused for ``idleTtlSecs``, and the clients no binding leads to
+        any more (a client follows its namer's addresses: keeping it would keep the
+        namer's watch open forever)."""
         self.interpreter.evict_idle(now)
+        live: set[object] = set()
+        for b in self.interpreter.bindings():
+            st = b.var.sample()
+            if isinstance(st, Ok):
+                live.update(leaf.id for leaf in st.value.leaves())
+        for id_ in [i for i in self.clients if i not in live]:
+            self.clients.pop(id_).close()
 
     def close(self) -> None:
         for c in self.clients.values():

@@ -182,6 +182,7 @@ class Interpreter:
                 old.close()
         else:
             self._bindings.move_to_end(key)
+            b.last_used = trio.current_time()
         return b
 
     def bindings(self) -> list[Binding]:
