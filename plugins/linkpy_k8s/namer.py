@@ -301,6 +301,18 @@ class Derived(Var[T]):
             Var.set(self, self._fn(*[s.sample() for s in self._sources()]))
         return self._value
 
+    async def wait_change(self, version: int) -> T:
+        """A waiting task follows the sources too (an unobserved var would not change)."""
+        stop = self.observe(_ignore)
+        try:
+            return await super().wait_change(version)
+        finally:
+            stop()
+
+
+def _ignore(_: object) -> None:
+    pass
+
 
 R = TypeVar("R")
 
@@ -486,11 +498,14 @@ class _K8sNamerBase(Namer):
         return self.services.open
 
     def bound_names(self) -> list[str]:
-        return sorted(
-            bid.show()
-            for bid, var in list(self._addrs.items())
-            if var.observed and isinstance(var.sample(), AddrBound)
-        )
+        """The ids bound by the lookups in use."""
+        names = set()
+        for (bound_id, _), tree in list(self._trees.items()):
+            if tree.observed:
+                st = tree.sample()
+                if isinstance(st, Ok) and isinstance(st.value, Leaf):
+                    names.add(bound_id.show())
+        return sorted(names)
 
     def state(self) -> Mapping[str, Any]:
         return {
