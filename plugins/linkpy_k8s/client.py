@@ -436,7 +436,7 @@ class Reflector:
         self.backoff = backoff
         self.metrics = metrics
         self.status = status or WatchStatus()
-        self._quiet = False
+        self._quiet: str | None = None
         self._nulls_noted = False
 
     async def run(self) -> None:
@@ -530,7 +530,7 @@ class Reflector:
         if self.backoff.failures:
             log.info("%s: recovered after %d failure(s)", self.describe, self.status.failures or 1)
         self.backoff.reset()
-        self._quiet = False
+        self._quiet = None
 
     def _note_nulls(self, nulls: list[str] | tuple[str, ...]) -> None:
         if not nulls:
@@ -549,9 +549,10 @@ class Reflector:
         if e.retry_after is not None:
             delay = max(delay, e.retry_after)
         keep = "keeping the last good answer" if self.status.ok else "no answer yet"
-        # The first failure of a run of them is a warning; repeats are debug lines.
-        level = logging.DEBUG if self._quiet else logging.WARNING
-        self._quiet = True
+        # The first failure of a run of them is a warning, and so is each change of
+        # kind; repeats of the same kind are debug lines.
+        level = logging.DEBUG if self._quiet == e.kind else logging.WARNING
+        self._quiet = e.kind
         log.log(level, "%s: %s; %s; retrying in %.2fs", self.describe, e, keep, delay)
         self.failed(e, sel)
         await trio.sleep(delay)
