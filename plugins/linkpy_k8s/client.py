@@ -57,6 +57,8 @@ NAMESPACE_FILE: Final = SERVICE_ACCOUNT_DIR + "/namespace"
 
 #: Items per page of a list (``limit``); longer lists are read with ``continue``.
 LIST_PAGE: Final = 500
+#: Reflectors per HTTP client (connection pool).
+WATCHES_PER_CLIENT: Final = 16
 #: A watch stream silent for its ``timeoutSeconds`` plus this is taken for hung.
 WATCH_SLACK: Final = 30.0
 
@@ -195,6 +197,12 @@ def _http_error(response: httpx.Response, body: bytes, what: str) -> ApiError:
     return ApiError(f"http_{code}", message, status=status, retry_after=_retry_after(response))
 
 
+@attrs.define(eq=False)
+class _Shared:
+    client: httpx.AsyncClient
+    users: int
+
+
 class KubeApi:
     """HTTP calls to the Kubernetes API (list and watch), with their timeouts."""
 
@@ -210,43 +218,68 @@ class KubeApi:
         self.metrics = metrics
         self.request_timeout = request_timeout
         self.watch_timeout = watch_timeout
-        self._client: httpx.AsyncClient | None = None
+        self._ssl: ssl.SSLContext | None = None
+        self._clients: list[_Shared] = []
         self._lock = trio.Lock()
         self._rng = random.Random()
 
-    async def aclose(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
-
-    async def client(self) -> httpx.AsyncClient:
-        """The shared client, built on first use (in-cluster: after reading the CA)."""
+    async def _ssl_context(self) -> ssl.SSLContext:
+        """The TLS context (in-cluster: trusting the CA file), built once."""
         async with self._lock:
-            if self._client is None:
-                self._client = await self._make_client()
-            return self._client
+            if self._ssl is None:
+                ca_file = self.conn.ca_file
+                if ca_file is None:
+                    # plain HTTP: a context that is never used (no CA bundle to load)
+                    self._ssl = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                else:
+                    try:
+                        self._ssl = await trio.to_thread.run_sync(
+                            partial(ssl.create_default_context, cafile=ca_file)
+                        )
+                    except (OSError, ssl.SSLError) as e:
+                        raise ApiError(
+                            "credentials", f"cannot load the CA file {ca_file}: {e}"
+                        ) from None
+            return self._ssl
 
-    async def _make_client(self) -> httpx.AsyncClient:
-        if self.conn.ca_file is not None:
-            ca_file = self.conn.ca_file
-            try:
-                ctx = await trio.to_thread.run_sync(
-                    lambda: ssl.create_default_context(cafile=ca_file)
-                )
-            except (OSError, ssl.SSLError) as e:
-                raise ApiError("credentials", f"cannot load the CA file {ca_file}: {e}") from None
-        else:
-            # plain HTTP: a context that is never used (avoids loading a CA bundle)
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        return httpx.AsyncClient(
+    async def acquire(self) -> httpx.AsyncClient:
+        """A client for one reflector (its list and watch share one connection); give
+        it back with :meth:`release`.
+
+        Each watch holds a connection for minutes, and httpcore's pool does work
+        linear in its connections for every request: so the reflectors share clients
+        in groups of :data:`WATCHES_PER_CLIENT` rather than all using one.
+        """
+        for shared in self._clients:
+            if shared.users < WATCHES_PER_CLIENT:
+                shared.users += 1
+                return shared.client
+        client = httpx.AsyncClient(
             base_url=self.conn.base_url,
-            verify=ctx,
+            verify=await self._ssl_context(),
             trust_env=False,
-            # one connection per open watch: no pool limit
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=50),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=WATCHES_PER_CLIENT),
             timeout=httpx.Timeout(self.request_timeout),
             headers={"Accept": "application/json", "User-Agent": "linkpy"},
         )
+        self._clients.append(_Shared(client, 1))
+        return client
+
+    async def release(self, client: httpx.AsyncClient) -> None:
+        for shared in self._clients:
+            if shared.client is client:
+                shared.users -= 1
+                if shared.users == 0:
+                    self._clients.remove(shared)
+                    with trio.move_on_after(1.0) as scope:
+                        scope.shield = True
+                        await client.aclose()
+                return
+
+    @property
+    def clients(self) -> int:
+        """How many HTTP clients (connection pools) are open."""
+        return len(self._clients)
 
     async def _headers(self) -> dict[str, str]:
         if self.conn.token_file is None:
@@ -259,7 +292,9 @@ class KubeApi:
             ) from None
         return {"Authorization": f"Bearer {token}"}
 
-    async def list(self, path: str, params: Mapping[str, str]) -> ListPage:
+    async def list(
+        self, client: httpx.AsyncClient, path: str, params: Mapping[str, str]
+    ) -> ListPage:
         """Every object of a selection (following ``continue``), at one resourceVersion."""
         self.metrics.counter("requests", "list").incr()
         items: list[Mapping[str, Any]] = []
@@ -269,7 +304,7 @@ class KubeApi:
             q = dict(params, limit=str(LIST_PAGE))
             if cont:
                 q["continue"] = cont
-            body = await self._get(path, q)
+            body = await self._get(client, path, q)
             page = parse_or_raise(partial(parse_list, body), f"list {path}")
             items.extend(page.items)
             nulls.extend(page.nulls)
@@ -277,8 +312,7 @@ class KubeApi:
             if not cont:
                 return attrs.evolve(page, items=tuple(items), nulls=tuple(nulls))
 
-    async def _get(self, path: str, params: Mapping[str, str]) -> bytes:
-        client = await self.client()
+    async def _get(self, client: httpx.AsyncClient, path: str, params: Mapping[str, str]) -> bytes:
         headers = await self._headers()
         what = f"list {path}"
         try:
@@ -300,11 +334,14 @@ class KubeApi:
 
     @asynccontextmanager
     async def watch(
-        self, path: str, params: Mapping[str, str], resource_version: str
+        self,
+        client: httpx.AsyncClient,
+        path: str,
+        params: Mapping[str, str],
+        resource_version: str,
     ) -> AsyncIterator[AsyncIterator[WatchEvent]]:
         """A watch stream of the selection from ``resource_version`` (bookmarks allowed)."""
         self.metrics.counter("requests", "watch").incr()
-        client = await self.client()
         headers = await self._headers()
         timeout = int(self.watch_timeout * self._rng.uniform(1.0, 1.25))
         q = dict(
@@ -438,8 +475,21 @@ class Reflector:
         self.status = status or WatchStatus()
         self._quiet: str | None = None
         self._nulls_noted = False
+        self._http: httpx.AsyncClient | None = None
+
+    async def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = await self.api.acquire()
+        return self._http
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            if self._http is not None:
+                await self.api.release(self._http)
+
+    async def _run(self) -> None:
         objects: dict[str, Decoded] = {}
         sel = self.select()
         need_list = True
@@ -476,7 +526,7 @@ class Reflector:
                 await self._failure(e, sel)
 
     async def _list(self, sel: Selection) -> tuple[dict[str, Decoded], str]:
-        page = await self.api.list(sel.path, sel.params)
+        page = await self.api.list(await self._client(), sel.path, sel.params)
         objects: dict[str, Decoded] = {}
         nulls = list(page.nulls)
         for item in page.items:
@@ -490,7 +540,7 @@ class Reflector:
         """Follow one watch stream; returns how many events it carried."""
         count = 0
         self.status.watches += 1
-        async with self.api.watch(sel.path, sel.params, rv) as events:
+        async with self.api.watch(await self._client(), sel.path, sel.params, rv) as events:
             async for ev in events:
                 count += 1
                 new_rv = ev.resource_version

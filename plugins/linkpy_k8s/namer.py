@@ -485,14 +485,9 @@ class _K8sNamerBase(Namer):
         log.info(
             "%s: Kubernetes API at %s (%s)", self.prefix.show(), self.conn.base_url, self.conn.mode
         )
-        try:
-            async with trio.open_nursery() as nursery:
-                await self._run_watches(nursery)
-                task_status.started()
-        finally:
-            with trio.move_on_after(1.0) as scope:
-                scope.shield = True
-                await self.api.aclose()
+        async with trio.open_nursery() as nursery:
+            await self._run_watches(nursery)
+            task_status.started()
 
     def open_watches(self) -> int:
         return self.services.open
