@@ -119,15 +119,21 @@ async def test_in_cluster_https_with_rotating_token(
     assert {r.header("authorization") for r in k8s.requests} == {"Bearer token-1"}
 
     # kubelet rotates the token: the next connection reads the new one
+    await until_true(lambda: k8s.open_watches == 1)
     k8s.set_token("token-2")
     token.write_text("token-2\n")
     k8s.break_watches()
+    await until_true(
+        lambda: (
+            k8s.open_watches == 1 and k8s.requests[-1].header("authorization") == "Bearer token-2"
+        )
+    )
     slices.set([("10.0.0.2", 80)])
     await addresses(var, {("10.0.0.2", 80)})
-    assert k8s.requests[-1].header("authorization") == "Bearer token-2"
 
     # the server moves on before the file is rewritten: 401s, the last answer
     # stays, and the new token is picked up as soon as it is there
+    await until_true(lambda: k8s.open_watches == 1)
     k8s.set_token("token-3")
     k8s.break_watches()
     await until_true(lambda: metrics.flat().get("errors/http_401", 0) >= 1)
