@@ -83,7 +83,20 @@ class Var(Generic[T]):
         return bool(self._observers)
 
     async def wait_change(self, version: int) -> T:
-        """Wait until the value is no longer the one of ``version``; return the new one."""
+        """Wait until the value is no longer the one of ``version``; return the new one.
+
+        A waiting task counts as an observer: a var that only follows its source while
+        observed (a :class:`Mapped`, a namer's lookup) does so while anyone waits on it.
+        """
+        if self._on_active is None:
+            return await self._wait(version)
+        stop = self.observe(_ignore)
+        try:
+            return await self._wait(version)
+        finally:
+            stop()
+
+    async def _wait(self, version: int) -> T:
         while self.version == version:
             if self._event is None:
                 self._event = trio.Event()
@@ -92,6 +105,10 @@ class Var(Generic[T]):
 
     def __repr__(self) -> str:
         return f"Var({self._value!r})"
+
+
+def _ignore(_: object) -> None:
+    pass
 
 
 Activity = Var[State[T]]

@@ -301,18 +301,6 @@ class Derived(Var[T]):
             Var.set(self, self._fn(*[s.sample() for s in self._sources()]))
         return self._value
 
-    async def wait_change(self, version: int) -> T:
-        """A waiting task follows the sources too (an unobserved var would not change)."""
-        stop = self.observe(_ignore)
-        try:
-            return await super().wait_change(version)
-        finally:
-            stop()
-
-
-def _ignore(_: object) -> None:
-    pass
-
 
 R = TypeVar("R")
 
