@@ -59,7 +59,7 @@ class Linker:
         self.admin_port = 0
         self._nursery: trio.Nursery | None = None
         self._stopped = trio.Event()
-        self._namer_scopes: dict[int, trio.CancelScope] = {}
+        self._scopes: dict[int, trio.CancelScope] = {}
         self._reload_lock = trio.Lock()
         self.reloads = self.metrics.counter("reloads")
         self.shutdown_grace = config.admin.shutdownGraceMs / 1000.0
@@ -125,12 +125,24 @@ class Linker:
 
     def _transformers(self, configs: Sequence[TransformerConfig]) -> list[Transformer]:
         inet = self.inet.addr
+        cfg = self.config
+        config_dir = os.path.dirname(cfg.path) if cfg.path and cfg.path != "-" else "."
 
         def bind_path(path: Path) -> State[NameTree[Bound]]:
             return bind(Dtab.empty, path, lambda p: global_lookup(p, inet, SYSTEM_NAMERS)).state
 
-        ctx = TransformerContext(bind_path=bind_path)
-        return [c.mk(ctx) for c in configs]
+        out = []
+        for c in configs:
+            # metrics under the transformer's prefix: transformer/io.l5d.k8s.daemonset/...
+            elems = c.full_prefix().elems
+            kind = elems[1].decode() if len(elems) > 1 else type(c).__name__
+            ctx = TransformerContext(
+                bind_path=bind_path,
+                metrics=self.metrics.scope("transformer", kind),
+                config_dir=config_dir,
+            )
+            out.append(c.mk(ctx))
+        return out
 
     @staticmethod
     def _handler(router: HttpRouter, ctx: ServerCtx):  # type: ignore[no-untyped-def]
@@ -150,6 +162,9 @@ class Linker:
             await nursery.start(self.inet.run)
             for _, namer in self.namers:
                 await self._start_namer(namer)
+            for rt in self.routers:
+                for t in rt.router.interpreter.transformers:
+                    await self._start_namer(t)
             for watcher in self.dtab_files:
                 nursery.start_soon(watcher.run)
             await nursery.start(self.telemetry.run)
@@ -208,10 +223,11 @@ class Linker:
                 await access_log.flush()
         self._stopped.set()
 
-    async def _start_namer(self, namer: Namer) -> None:
+    async def _start_namer(self, namer: Namer | Transformer) -> None:
+        """Run a namer's (or a transformer's) background work in its own cancel scope."""
         assert self._nursery is not None
         scope = trio.CancelScope()
-        self._namer_scopes[id(namer)] = scope
+        self._scopes[id(namer)] = scope
 
         async def run(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
             with scope:
@@ -234,6 +250,7 @@ class Linker:
             new = await trio.to_thread.run_sync(load_file, self.config.path, self.registry)
             notes = _restart_needed(self.config, new)
             old_namers = self.namers
+            stale: list[Transformer] = []
             namers = self._build_namers(new)
             for _, namer in namers:
                 await self._start_namer(namer)
@@ -245,11 +262,16 @@ class Linker:
                     continue
                 interp = rt.router.interpreter
                 interp.namers = list(namers)
+                old_transformers = interp.transformers
                 interp.transformers = self._transformers(r.interpreter.transformers or [])
+                for t in interp.transformers:
+                    await self._start_namer(t)
+                stale.extend(old_transformers)
                 rt.router.reconfigure(r)
                 interp.set_dtab(Dtab.read(r.dtab))
-            for _, namer in old_namers:
-                scope = self._namer_scopes.pop(id(namer), None)
+            done: list[Namer | Transformer] = [n for _, n in old_namers]
+            for old in done + stale:
+                scope = self._scopes.pop(id(old), None)
                 if scope is not None:
                     scope.cancel()
             self.config = attrs.evolve(new, path=self.config.path)

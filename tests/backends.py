@@ -58,8 +58,11 @@ async def hello(name: str) -> Handler:
 class Backend:
     """An h11 server; ``handler`` makes each reply (default: echo the target)."""
 
-    def __init__(self, name: str = "backend", handler: Handler | None = None) -> None:
+    def __init__(
+        self, name: str = "backend", handler: Handler | None = None, host: str = "127.0.0.1"
+    ) -> None:
         self.name = name
+        self.host = host
         self.handler = handler or self._default
         self.seen: list[Seen] = []
         self.port = 0
@@ -72,7 +75,7 @@ class Backend:
         return Reply(200, f"{self.name} {req.method} {req.target}".encode())
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        listeners = await trio.open_tcp_listeners(0, host=self.host)
         self.port = listeners[0].socket.getsockname()[1]
         task_status.started(self.port)
         await trio.serve_listeners(self._conn, listeners)

@@ -29,3 +29,34 @@ def test_example_config(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
     assert main(["check", str(path)]) == 0
     Linker(load_file(str(path)))  # builds without opening a socket
+
+
+def configmap_configs() -> list[tuple[str, str]]:
+    """The linkpy configs inside the Kubernetes ConfigMaps of configs/k8s."""
+    import yaml
+
+    out = []
+    for path in sorted((ROOT / "configs" / "k8s").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") == "ConfigMap":
+                for key, text in doc["data"].items():
+                    out.append((f"{path.name}:{key}", text))
+    return out
+
+
+@pytest.mark.parametrize(("name", "text"), configmap_configs(), ids=lambda x: x[:40])
+async def test_configmap_config(
+    name: str, text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # as the DaemonSet's downward API sets them
+    monkeypatch.setenv("POD_IP", "10.0.3.7")
+    monkeypatch.setenv("NODE_NAME", "node-3")
+    monkeypatch.setenv("POD_NAMESPACE", "linkpy")
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    assert main(["check", str(path)]) == 0
+    Linker(load_file(str(path)))
+
+
+def test_there_are_configmaps() -> None:
+    assert any(name.startswith("configmap.yaml") for name, _ in configmap_configs())

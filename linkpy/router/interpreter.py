@@ -135,7 +135,11 @@ class TransformingNamer(Namer):
         return var
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        await self.inner.run(task_status=task_status)
+        async with trio.open_nursery() as nursery:
+            for t in self.transformers:
+                await nursery.start(t.run)
+            await nursery.start(self.inner.run)
+            task_status.started()
 
     def bound_names(self) -> list[str]:
         return self.inner.bound_names()

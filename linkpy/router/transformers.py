@@ -34,8 +34,10 @@ from collections.abc import Callable, Collection, Iterable
 from typing import Any, ClassVar
 
 import attrs
+import trio
 
 from ..activity import Mapped, Var
+from ..metrics import Metrics, Scope
 from ..naming import (
     Addr,
     AddrBound,
@@ -52,6 +54,7 @@ from ..naming import (
     DWeighted,
     Empty,
     Fail,
+    Failed,
     Leaf,
     NameTree,
     Neg,
@@ -71,6 +74,10 @@ class TransformerContext:
 
     #: binds a path through the system namers (``/$/inet/...``), for replace/const
     bind_path: Callable[[Path], State[NameTree[Bound]]]
+    #: metrics scope ``transformer/<kind>`` (a transformer that watches something)
+    metrics: Scope = attrs.field(factory=lambda: Metrics().scope("transformer"))
+    #: the directory of the config file
+    config_dir: str = "."
 
 
 @attrs.frozen(kw_only=True)
@@ -114,6 +121,14 @@ class Transformer(abc.ABC):
     def delegate(self, tree: DelegateTree) -> DelegateTree:
         """Linkerd's ``Transformation`` nodes for the delegator."""
         return _map_delegate(tree, self)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The transformer's background work (a watch of its gateways), if any.
+
+        linkpy runs it in a task for as long as the transformer is in use; the default
+        has nothing to do.
+        """
+        task_status.started()
 
 
 def _map_delegate(t: DelegateTree, tr: Transformer) -> DelegateTree:
@@ -227,6 +242,75 @@ class GatewayTransformer(Transformer):
             return AddrBound(selected, addr.metadata) if selected else Addr.Neg
 
         return self.rename(bound, Combined([source, gateways], combine))
+
+
+class TreeAddr(Var[Addr]):
+    """The addresses of a bound name tree's activity (all its leaves, joined).
+
+    It follows the tree while observed and, each time the tree changes, the address
+    vars of its leaves: a gateway found by a namer lookup, for example.
+    """
+
+    __slots__ = ("_tree", "_tree_stop", "_leaf_stops")
+
+    def __init__(self, tree: Var[State[NameTree[Any]]]) -> None:
+        self._tree = tree
+        self._tree_stop: Callable[[], None] | None = None
+        self._leaf_stops: list[Callable[[], None]] = []
+        super().__init__(self._compute(), on_active=self._active)
+
+    def _leaves(self) -> list[Var[Addr]] | Addr:
+        st = self._tree.sample()
+        if not isinstance(st, Ok):
+            return Addr.Failed(st.exc) if isinstance(st, Failed) else Addr.Pending
+        leaves = [_var(b.addr) for b in st.value.leaves() if isinstance(b, Bound)]
+        return leaves if leaves else Addr.Neg
+
+    def _compute(self) -> Addr:
+        leaves = self._leaves()
+        if isinstance(leaves, Addr):
+            return leaves
+        addrs = [v.sample() for v in leaves]
+        bound = [a for a in addrs if isinstance(a, AddrBound)]
+        if bound:
+            return AddrBound({x for a in bound for x in a.addresses})
+        if any(a is Addr.Pending for a in addrs):
+            return Addr.Pending
+        failed = [a for a in addrs if not isinstance(a, AddrBound) and a is not Addr.Neg]
+        return failed[0] if failed else Addr.Neg
+
+    def _follow_leaves(self) -> None:
+        for stop in self._leaf_stops:
+            stop()
+        leaves = self._leaves()
+        self._leaf_stops = (
+            [] if isinstance(leaves, Addr) else [v.observe(self._changed) for v in leaves]
+        )
+
+    def _active(self, active: bool) -> None:
+        if active:
+            self._tree_stop = self._tree.observe(self._tree_changed)
+            self._follow_leaves()
+            Var.set(self, self._compute())
+        else:
+            if self._tree_stop is not None:
+                self._tree_stop()
+                self._tree_stop = None
+            for stop in self._leaf_stops:
+                stop()
+            self._leaf_stops = []
+
+    def _tree_changed(self, _: object) -> None:
+        self._follow_leaves()
+        Var.set(self, self._compute())
+
+    def _changed(self, _: object) -> None:
+        Var.set(self, self._compute())
+
+    def sample(self) -> Addr:
+        if self._tree_stop is None:
+            return self._compute()
+        return self._value
 
 
 class Combined(Var[Addr]):

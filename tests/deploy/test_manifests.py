@@ -36,6 +36,7 @@ def test_the_kubernetes_manifests_exist() -> None:
     kinds = {doc["kind"] for _, doc in k8s_objects()}
     assert {
         "Namespace",
+        "ConfigMap",
         "ServiceAccount",
         "ClusterRole",
         "ClusterRoleBinding",

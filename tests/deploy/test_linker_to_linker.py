@@ -1,0 +1,194 @@
+"""The shipped DaemonSet config, run as two linkpy processes on two "nodes".
+
+Node a is 127.0.0.2 and node b 127.0.0.3 (both loopback, so both in one /24: the
+transformers run in their ``hostNetwork`` mode, matching by node name, as on a cluster
+whose linkpys use the host network). The Kubernetes API is the emulator; the config is
+the one in ``configs/k8s/configmap.yaml`` with only addresses and ports changed.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator, Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+import yaml
+
+from linkpy.testing.fakes.kubernetes import FakeKubernetes, slice_endpoint
+
+from ..backends import Backend
+from ..conftest import ROOT
+
+NODES = {"node-a": "127.0.0.2", "node-b": "127.0.0.3"}
+CONFIGMAP = ROOT / "configs" / "k8s" / "configmap.yaml"
+
+
+def free_port(hosts: list[str]) -> int:
+    """A port number free on every one of ``hosts`` (each node uses the same ports)."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind((hosts[0], 0))
+            port = int(s.getsockname()[1])
+        try:
+            for h in hosts[1:]:
+                with socket.socket() as s:
+                    s.bind((h, port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no common free port")
+
+
+def shipped_config() -> dict[str, Any]:
+    (doc,) = [d for d in yaml.safe_load_all(CONFIGMAP.read_text()) if d]
+    cfg: dict[str, Any] = yaml.safe_load(doc["data"]["config.yaml"])
+    return cfg
+
+
+def node_config(ip: str, ports: dict[str, int], k8s: FakeKubernetes) -> dict[str, Any]:
+    """The shipped config on one node: its IP, the test's ports, the emulated API."""
+    cfg = shipped_config()
+    cfg["admin"] = {"ip": ip, "port": ports["admin"]}
+    for n in cfg["namers"]:
+        if n["kind"].startswith("io.l5d.k8s"):
+            n.update(host="127.0.0.1", port=k8s.port, backoffMaxMs=200)
+        for t in n.get("transformers", []):
+            if t["kind"] == "io.l5d.k8s.daemonset":
+                t.update(k8sHost="127.0.0.1", k8sPort=k8s.port, hostNetwork=True)
+    for r in cfg["routers"]:
+        (server,) = r["servers"]
+        server.update(ip=ip, port=ports[r["label"]])
+        for t in (r.get("interpreter") or {}).get("transformers", []):
+            if t["kind"] == "io.l5d.k8s.localnode":
+                t["hostNetwork"] = True
+    return cfg
+
+
+@pytest.fixture
+async def cluster(
+    nursery: trio.Nursery, tmp_path: Path
+) -> AsyncIterator[tuple[dict[str, int], dict[str, Backend], FakeKubernetes]]:
+    k8s = FakeKubernetes()
+    await nursery.start(k8s.serve)
+    ips = list(NODES.values())
+    ports = {name: free_port(ips) for name in ("outgoing", "incoming", "admin")}
+    backends: dict[str, Backend] = {}
+    for node, ip in NODES.items():
+        b = Backend(f"web on {node}", host=ip)
+        await nursery.start(b.serve)
+        backends[node] = b
+        k8s.set_endpoint_slice(
+            "default",
+            f"web-{node}",
+            "web",
+            [slice_endpoint(ip, node_name=node)],
+            ports={"http": b.port},
+        )
+    k8s.set_endpoint_slice(
+        "linkpy",
+        "linkpy-pods",
+        "linkpy",
+        [slice_endpoint(ip, node_name=node) for node, ip in NODES.items()],
+        ports={"outgoing": ports["outgoing"], "incoming": ports["incoming"]},
+    )
+    procs: list[trio.Process] = []
+    for node, ip in NODES.items():
+        path = tmp_path / f"{node}.yaml"
+        path.write_text(yaml.safe_dump(node_config(ip, ports, k8s)))
+        env = {**os.environ, "NODE_NAME": node, "POD_IP": ip, "POD_NAMESPACE": "linkpy"}
+        run: Callable[..., Any] = partial(
+            trio.run_process,
+            [sys.executable, "-m", "linkpy", "run", str(path)],
+            cwd=ROOT,
+            env=env,
+            check=False,
+        )
+        procs.append(await nursery.start(run))
+    async with httpx.AsyncClient(trust_env=False, timeout=10) as http:
+        for ip in ips:
+            with trio.fail_after(30):
+                while True:
+                    try:
+                        r = await http.get(f"http://{ip}:{ports['admin']}/admin/ping")
+                        if r.status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        await trio.sleep(0.05)
+    yield ports, backends, k8s
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        await p.wait()
+
+
+async def test_requests_go_through_the_linkpy_of_the_destination_node(
+    cluster: tuple[dict[str, int], dict[str, Backend], FakeKubernetes],
+) -> None:
+    ports, backends, _ = cluster
+    out = f"http://{NODES['node-a']}:{ports['outgoing']}"
+    async with httpx.AsyncClient(trust_env=False, timeout=10) as http:
+        bodies = set()
+        for i in range(40):
+            r = await http.get(f"{out}/r{i}", headers={"Host": "web"})
+            assert r.status_code == 200, r.text
+            bodies.add(r.text.split(" GET ")[0])
+        assert bodies == {"web on node-a", "web on node-b"}  # both nodes' pods are used
+        # each pod was reached by its own node's incoming router, and only by it
+        for node, b in backends.items():
+            clients = {req.header("l5d-dst-client") for req in b.seen}
+            assert clients == {f"/%/io.l5d.k8s.localnode/{node}/#/io.l5d.k8s/default/http/web"}
+            # it came through two linkpys: the outgoing one on a, the incoming one here
+            assert all(len(req.all("via")) == 1 and "linkpy" in req.header("via") for req in b.seen)
+        # node b's incoming router served what node a's outgoing sent its way
+        admin_b = f"http://{NODES['node-b']}:{ports['admin']}"
+        metrics = (await http.get(admin_b + "/admin/metrics.json")).json()
+        served = metrics[f"rt/incoming/server/{NODES['node-b']}/{ports['incoming']}/requests"]
+        assert served == len(backends["node-b"].seen)
+        # node a's outgoing client is the transformed name: the linkpys of the pods' nodes
+        admin_a = f"http://{NODES['node-a']}:{ports['admin']}"
+        state = (await http.get(admin_a + "/client_state.json")).json()
+        daemonset = (
+            "/%/io.l5d.k8s.daemonset/linkpy/incoming/linkpy/#/io.l5d.k8s.http/default/http/web"
+        )
+        assert sorted(state[daemonset]["addresses"]) == [
+            f"{ip}:{ports['incoming']}" for ip in sorted(NODES.values())
+        ]
+
+
+async def test_a_node_without_linkpy_is_not_routed_to(
+    cluster: tuple[dict[str, int], dict[str, Backend], FakeKubernetes],
+) -> None:
+    ports, backends, k8s = cluster
+    # linkpy leaves node b (its pod is deleted): only node a's pods stay reachable
+    k8s.set_endpoint_slice(
+        "linkpy",
+        "linkpy-pods",
+        "linkpy",
+        [slice_endpoint(NODES["node-a"], node_name="node-a")],
+        ports={"outgoing": ports["outgoing"], "incoming": ports["incoming"]},
+    )
+    out = f"http://{NODES['node-a']}:{ports['outgoing']}"
+    before = len(backends["node-b"].seen)
+    async with httpx.AsyncClient(trust_env=False, timeout=10) as http:
+        admin_a = f"http://{NODES['node-a']}:{ports['admin']}"
+        daemonset = (
+            "/%/io.l5d.k8s.daemonset/linkpy/incoming/linkpy/#/io.l5d.k8s.http/default/http/web"
+        )
+        with trio.fail_after(10):
+            while True:  # the watch delivers the change to node a's linkpy
+                r = await http.get(f"{out}/warmup", headers={"Host": "web"})
+                state = (await http.get(admin_a + "/client_state.json")).json()
+                if len(state.get(daemonset, {}).get("addresses", [])) == 1:
+                    break
+        before = len(backends["node-b"].seen)
+        for i in range(20):
+            r = await http.get(f"{out}/r{i}", headers={"Host": "web"})
+            assert r.status_code == 200 and r.text.startswith("web on node-a")
+    assert len(backends["node-b"].seen) == before
