@@ -94,7 +94,7 @@ def task(**over: Any) -> dict[str, Any]:
     return t
 
 
-def app(tasks: list[dict[str, Any]], **over: Any) -> dict[str, Any]:
+def app(tasks: list[Any], **over: Any) -> dict[str, Any]:
     """``GET /v2/apps/<id>?embed=app.tasks``."""
     a: dict[str, Any] = dict(APPS["apps"][0])
     a["healthChecks"] = [
