@@ -159,7 +159,14 @@ class MarathonApi:
             auth = await self._auth_headers()
             async with contextlib.AsyncExitStack() as stack:
                 response = await self._open(
-                    stack, "GET", url, params, None, {**headers, **auth}, "GET /v2/events"
+                    stack,
+                    "GET",
+                    url,
+                    params,
+                    None,
+                    {**headers, **auth},
+                    "GET /v2/events",
+                    streaming=True,
                 )
                 if response.status_code == 401 and attempt == 0 and await self._rejected(auth):
                     continue
@@ -256,8 +263,13 @@ class MarathonApi:
         body: object,
         headers: Mapping[str, str],
         what: str,
+        *,
+        streaming: bool = False,
     ) -> httpx.Response:
-        """Send a request and return its response (body unread), following redirects."""
+        """Send a request and return its response (body unread), following redirects.
+
+        ``streaming``: no read timeout (the caller watches the stream's idleness).
+        """
         for _ in range(_MAX_HOPS + 1):
             h = dict(headers)
             if self.host_header and url.startswith(self.base_url + "/"):
@@ -269,6 +281,7 @@ class MarathonApi:
                 json=body,
                 headers=h,
                 extensions=self._extensions if url.startswith(self.base_url + "/") else {},
+                timeout=httpx.Timeout(self.timeout, read=None) if streaming else self.timeout,
             )
             if self._requests is not None:
                 self._requests.incr()

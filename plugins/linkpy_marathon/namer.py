@@ -104,9 +104,9 @@ class _Source:
     def failed(self, e: ApiError, keeping: str) -> None:
         self.failures += 1
         if self.failing != e.kind:
-            log.warning("io.l5d.marathon: %s failed: %s (%s)", self.what, e, keeping)
+            log.warning("io.l5d.marathon: %s (%s; counted in failures/%s)", e, keeping, e.kind)
         else:
-            log.debug("io.l5d.marathon: %s failed again: %s", self.what, e)
+            log.debug("io.l5d.marathon: %s (again)", e)
         self.failing = e.kind
 
     def ok(self) -> None:
