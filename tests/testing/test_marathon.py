@@ -281,7 +281,7 @@ async def test_raw_frames_reach_the_streams_their_filter_lets_through(
         events = Events(r)
         await trio.testing.wait_all_tasks_blocked()
         marathon.emit_raw(b"event: app_terminated_event\ndata: {}\n\n", "app_terminated_event")
-        marathon.emit_raw(b"event: status_update_event\ndata: {\"x\": 1}\n\n")
+        marathon.emit_raw(b'event: status_update_event\ndata: {"x": 1}\n\n')
         assert await events.next() == ("status_update_event", {"x": 1})
     assert b"app_terminated_event" not in events.raw
 
