@@ -333,8 +333,13 @@ async def _read(response: httpx.Response, limit: int, what: str) -> bytes:
     return bytes(data)
 
 
-def _describe(e: Exception) -> str:
+def _describe(e: BaseException) -> str:
+    """``Type: message``, taking the message of the cause when httpx gives none (as for
+    a TLS failure: ``ConnectError`` caused by ``SSLCertVerificationError``)."""
     text = str(e)
+    cause = e.__cause__ or e.__context__
+    if not text and cause is not None and cause is not e:
+        return f"{type(e).__name__} ({_describe(cause)})"
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
