@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Container, Mapping, Sequence
 from typing import Any, cast
 
 import httpx
@@ -30,7 +30,7 @@ from linkpy.metrics import Counter
 from linkpy.naming import Path
 
 from .auth import Auth, LoginError
-from .parse import App, BadPayload, parse_app, parse_app_ids
+from .parse import App, BadPayload, parse_app, parse_app_ids, parse_apps
 from .sse import SseDecoder, SseError, SseEvent
 
 #: The largest response body read (a /v2/apps of thousands of apps is a few MB).
@@ -78,6 +78,7 @@ class MarathonApi:
         timeout: float = 10.0,
         sni_hostname: str | None = None,
         requests: Counter | None = None,
+        concurrency: int = 16,
     ) -> None:
         self.client = client
         self.base_url = base_url.rstrip("/")
@@ -87,6 +88,9 @@ class MarathonApi:
         self.timeout = timeout
         self._extensions = {"sni_hostname": sni_hostname} if sni_hostname else {}
         self._requests = requests
+        #: REST requests in flight at once (the event stream is not counted): a burst of
+        #: watches starting together queues here, not in Marathon or the pool
+        self._limiter = trio.CapacityLimiter(concurrency)
 
     def url(self, path: str) -> str:
         return f"{self.base_url}{self.uri_prefix}{path}"
@@ -100,6 +104,16 @@ class MarathonApi:
             return parse_app_ids(doc)
         except BadPayload as e:
             raise ApiError("bad_payload", f"GET /v2/apps: {e}") from None
+
+    async def apps_with_tasks(
+        self, wanted: Container[Path]
+    ) -> tuple[frozenset[Path], dict[Path, App], list[str]]:
+        """``GET /v2/apps?embed=apps.tasks``: every app id, and the wanted apps' tasks."""
+        doc = await self.get_json("/v2/apps", [("embed", "apps.tasks")])
+        try:
+            return parse_apps(doc, wanted)
+        except BadPayload as e:
+            raise ApiError("bad_payload", f"GET /v2/apps?embed=apps.tasks: {e}") from None
 
     async def app(self, app: Path) -> tuple[App, list[str]] | None:
         """``GET /v2/apps/<id>?embed=app.tasks``: the app and its tasks (None: 404)."""
@@ -248,7 +262,7 @@ class MarathonApi:
         headers: Mapping[str, str],
     ) -> tuple[int, bytes]:
         what = f"{method} {_short(url)}"
-        async with contextlib.AsyncExitStack() as stack:
+        async with self._limiter, contextlib.AsyncExitStack() as stack:
             with _deadline(self.timeout, what):
                 response = await self._open(stack, method, url, params, body, headers, what)
                 data = await _read(response, MAX_BODY, what)

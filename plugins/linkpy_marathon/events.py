@@ -44,10 +44,17 @@ ATTACHED: Final = "event_stream_attached"
 
 
 def subscribed(use_health_check: bool) -> list[str]:
-    """The ``event_type`` values to ask the stream for (Marathon >= 1.3.7 filters)."""
-    types = TASK_EVENTS | APP_SET_EVENTS | {ATTACHED}
+    """The ``event_type`` values to ask the stream for (Marathon >= 1.3.7 filters).
+
+    One event per kind of change: Marathon >= 1.4 follows every ``status_update_event``
+    with an ``instance_changed_event`` (and every ``health_status_changed_event`` with
+    an ``instance_health_changed_event``) about the same task, and asking for both would
+    re-read the app twice per change.  The twins are still understood when a Marathon
+    that does not filter sends them.
+    """
+    types = {"status_update_event", ATTACHED} | APP_SET_EVENTS
     if use_health_check:
-        types |= HEALTH_EVENTS
+        types.add("health_status_changed_event")
     return sorted(types)
 
 

@@ -56,13 +56,19 @@ from .api import ApiError, MarathonApi
 from .auth import Auth
 from .config import MarathonConfig
 from .events import BadEvent, classify, subscribed
-from .parse import addresses
+from .parse import App, addresses
 from .sse import SseEvent
 
 log = logging.getLogger("linkpy.namer.marathon")
 
 #: Lookups kept for paths nobody follows (beyond this, the unfollowed ones are dropped).
 MAX_LOOKUPS = 10_000
+#: The periodic re-read is one ``GET /v2/apps?embed=apps.tasks`` instead of one request
+#: per app once at least this many apps are watched...
+BULK_MIN_WATCHED = 8
+#: ...and at least one app in this many is (a router watching 10 apps of a Marathon
+#: of 5,000 does better with 10 small requests than with one of every app's tasks).
+BULK_RATIO = 50
 _APPS = "apps"
 
 AppSet = State[frozenset[Path]]
@@ -150,6 +156,10 @@ class MarathonNamer(Namer):
         self._sources: dict[Path, _Source] = {}
         self._apps_wake = trio.Event()
         self._known_apps: frozenset[Path] = frozenset()
+        #: the last app list read also brought the watched apps' tasks
+        self._bulk = False
+        #: the server embeds tasks in /v2/apps (cleared if it turns out not to)
+        self._bulk_supported = True
         self._api: MarathonApi | None = None
         self._stream_connected = False
         self._last_event: float | None = None
@@ -163,6 +173,7 @@ class MarathonNamer(Namer):
         m.gauge("apps", fn=lambda: float(len(self._known_apps)))
         m.gauge("watches", fn=lambda: float(self._app_watches.open))
         m.gauge("lookups", fn=lambda: float(len(self._lookups)))
+        m.gauge("bulk", fn=lambda: 1.0 if self._bulk else 0.0)
         es = m.scope("event_stream")
         self._m_connects = es.counter("connects")
         self._m_disconnects = es.counter("disconnects")
@@ -261,9 +272,19 @@ class MarathonNamer(Namer):
         backoff = _Backoff(0.05, max(self.ttl, 1.0))
         while True:
             self._apps_wake = wake = trio.Event()
+            bulk = self._bulk_wanted()
             try:
-                ids, warnings = await self.api.app_ids()
+                if bulk:
+                    watched = self._app_watches.vars()
+                    ids, apps, warnings = await self.api.apps_with_tasks(watched)
+                else:
+                    ids, warnings = await self.api.app_ids()
             except ApiError as e:
+                self._bulk = False
+                if bulk and e.kind == "bad_payload" and "no task list" in str(e):
+                    log.warning("io.l5d.marathon: %s; reading apps one by one instead", e)
+                    self._bulk_supported = False
+                    continue
                 self._failure(e)
                 good = isinstance(var.sample(), Ok)
                 source.failed(e, "keeping the last app list" if good else "no app list yet")
@@ -281,8 +302,37 @@ class MarathonNamer(Namer):
             self._m_warnings.incr(source.warn(warnings))
             self._known_apps = ids
             var.set(Ok(ids))
+            self._bulk = bulk
+            if bulk:
+                await self._apply(watched, apps)
             with trio.move_on_after(self._next_ttl()):
                 await wake.wait()
+
+    def _bulk_wanted(self) -> bool:
+        watched = self._app_watches.open
+        return (
+            self._bulk_supported
+            and watched >= BULK_MIN_WATCHED
+            and watched * BULK_RATIO >= len(self._known_apps)
+        )
+
+    async def _apply(self, watched: Mapping[Path, Var[Addr]], apps: Mapping[Path, App]) -> None:
+        """Publish the addresses a bulk read brought (an app missing from it is gone)."""
+        for n, (path, var) in enumerate(watched.items()):
+            if n % 100 == 99:
+                await trio.lowlevel.checkpoint()  # thousands of apps: let requests through
+            app = apps.get(path)
+            if app is None:
+                new: Addr = Addr.Neg
+            else:
+                found, skipped = addresses(app, use_health_check=self.config.useHealthCheck)
+                source = self._sources.get(path)
+                if source is not None:
+                    self._m_warnings.incr(source.warn(skipped))
+                new = AddrBound(found) if found else Addr.Neg
+            if new != var.sample():
+                self._m_updates.incr()
+                var.set(new)
 
     def _poke_app_set(self) -> None:
         self._apps_wake.set()
@@ -293,6 +343,7 @@ class MarathonNamer(Namer):
         source = self._sources[app] = _Source(f"GET /v2/apps{app.show()}")
         backoff = _Backoff(0.05, max(self.ttl, 1.0))
         wake = trio.Event()
+        first = True
         try:
             while True:
                 self._wakes[app] = wake = trio.Event()
@@ -316,8 +367,18 @@ class MarathonNamer(Namer):
                 if new != var.sample():
                     self._m_updates.incr()
                     var.set(new)
-                with trio.move_on_after(self._next_ttl()):
-                    await wake.wait()
+                # The first interval is drawn from (0, ttl]: watches started together
+                # (a router's first requests) then poll spread out, not in bursts.
+                delay = self._next_ttl() * (random.uniform(0.1, 1.0) if first else 1.0)
+                first = False
+                while True:
+                    with trio.move_on_after(delay):
+                        await wake.wait()
+                    # While the app list brings every watched app's tasks, the timer
+                    # has nothing to do: only events (and failures) make this read.
+                    if wake.is_set() or not self._bulk:
+                        break
+                    delay = self._next_ttl()
         finally:
             if self._wakes.get(app) is wake:
                 del self._wakes[app]
@@ -424,6 +485,7 @@ class MarathonNamer(Namer):
             "marathon": self.config.base_url() + self.config.uriPrefix,
             "auth": self.auth.kind,
             "apps": len(self._known_apps),
+            "resync": "bulk" if self._bulk else "per app",
             "lookups": len(self._lookups),
             "watches": watches,
             "eventStream": {

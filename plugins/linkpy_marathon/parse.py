@@ -14,7 +14,7 @@ python-marathon's models are not used here: they reject real payloads (see
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -146,6 +146,25 @@ def parse_app(doc: object) -> tuple[App, list[str]]:
         ),
         warnings,
     )
+
+
+def parse_apps(
+    doc: object, wanted: Container[Path]
+) -> tuple[frozenset[Path], dict[Path, App], list[str]]:
+    """``GET /v2/apps?embed=apps.tasks``: every app id, the ``wanted`` apps with their
+    tasks, and warnings.  A wanted app without a task list means the server did not
+    embed them: BadPayload."""
+    ids, warnings = parse_app_ids(doc)
+    assert isinstance(doc, dict)
+    apps: dict[Path, App] = {}
+    for entry in doc["apps"]:
+        path = app_path(entry.get("id")) if isinstance(entry, dict) else None
+        if path is None or path not in wanted:
+            continue
+        app, more = parse_app({"app": entry})
+        apps[path] = app
+        warnings += more
+    return ids, apps, warnings
 
 
 def _ports(values: Iterable[object]) -> tuple[int, ...]:

@@ -498,3 +498,97 @@ async def test_the_namer_starts_without_waiting_for_marathon(
     await eventually(lambda: isinstance(var.sample(), Failed), "a hung Marathon: Failed")
     assert "no answer in 0.1s" in str(var.sample().exc)  # type: ignore[union-attr]
     stop()
+
+
+async def test_a_burst_of_new_watches_queues_in_the_namer_not_in_marathon(
+    marathon: FakeMarathon, start_namer: StartNamer
+) -> None:
+    for i in range(40):
+        marathon.add_app(f"/app{i}")
+        marathon.add_task(f"/app{i}", "127.0.0.1", [18000 + i])
+    marathon.delay_next(0.05, None, path="/v2/apps/")
+    namer, _ = await start_namer(**EVENTS_ONLY)
+    lookups = [namer.lookup(Path.read(f"/app{i}")) for i in range(40)]
+    stops = [follow(v) for v in lookups]
+    most = 0
+    while not all(addrs(v) for v in lookups):
+        most = max(most, marathon.open_connections)
+        await trio.sleep(0.005)
+    assert most <= 16 + 2  # the REST requests, the event stream and the app list
+    for s in stops:
+        s()
+
+
+def many_apps(marathon: FakeMarathon, n: int = 10) -> None:
+    for i in range(n):
+        marathon.add_app(f"/app{i}")
+        marathon.add_task(f"/app{i}", "127.0.0.1", [18000 + i])
+
+
+async def test_many_watched_apps_are_reread_in_one_request(
+    marathon: FakeMarathon, start_namer: StartNamer
+) -> None:
+    many_apps(marathon)
+    namer, metrics = await start_namer(useEventStream=False, ttlMs=100, jitterMs=10)
+    lookups = [namer.lookup(Path.read(f"/app{i}")) for i in range(10)]
+    stops = [follow(v) for v in lookups]
+    await eventually(lambda: all(addrs(v) for v in lookups), "all bound")
+    await eventually(lambda: metrics.gauge("bulk").value == 1, "bulk re-reads")
+    await trio.sleep(0.2)  # app reads begun before the switch finish
+    marathon.clear_requests()
+    marathon.add_task("/app3", "127.0.0.1", [18100])
+    await eventually(lambda: len(addrs(lookups[3]) or ()) == 2, "seen through the bulk read")
+    await trio.sleep(0.3)
+    paths = {r.path for r in marathon.requests}
+    assert paths == {"/v2/apps"}, "no request per app"
+    assert all(r.query.get("embed") == ("apps.tasks",) for r in marathon.requests)
+    assert namer.state()["resync"] == "bulk"
+    marathon.remove_app("/app5")
+    await eventually(lambda: lookups[5].sample() == Ok(Neg), "a deleted app is Neg")
+    for s in stops:
+        s()
+
+
+async def test_a_marathon_that_does_not_embed_tasks_is_read_app_by_app(
+    marathon: FakeMarathon, start_namer: StartNamer
+) -> None:
+    many_apps(marathon)
+
+    def no_tasks(r: Response) -> Response:
+        doc = json.loads(r.body)
+        for app in doc.get("apps", []):
+            app.pop("tasks", None)
+        return attrs.evolve(r, body=json.dumps(doc).encode())
+
+    marathon.rewrite_next(no_tasks, None, path="/v2/apps")
+    namer, metrics = await start_namer(useEventStream=False, ttlMs=100, jitterMs=10)
+    lookups = [namer.lookup(Path.read(f"/app{i}")) for i in range(10)]
+    stops = [follow(v) for v in lookups]
+    await eventually(lambda: all(addrs(v) for v in lookups), "all bound")
+    await eventually(lambda: len(marathon.requests_to("/v2/apps/app0")) >= 3, "polled per app")
+    marathon.add_task("/app3", "127.0.0.1", [18100])
+    await eventually(lambda: len(addrs(lookups[3]) or ()) == 2, "seen")
+    assert metrics.gauge("bulk").value == 0
+    assert metrics.scope("failures").counter("bad_payload").value == 0
+    for s in stops:
+        s()
+
+
+async def test_a_failing_bulk_read_keeps_every_last_good_answer(
+    marathon: FakeMarathon, start_namer: StartNamer
+) -> None:
+    many_apps(marathon)
+    namer, metrics = await start_namer(useEventStream=False, ttlMs=100, jitterMs=10)
+    lookups = [namer.lookup(Path.read(f"/app{i}")) for i in range(10)]
+    stops = [follow(v) for v in lookups]
+    await eventually(lambda: metrics.gauge("bulk").value == 1, "bulk re-reads")
+    before = [addrs(v) for v in lookups]
+    marathon.garble_next(None, path="/v2/apps")
+    marathon.add_task("/app3", "127.0.0.1", [18100])
+    failures = metrics.scope("failures").counter("malformed_json")
+    await eventually(lambda: failures.value >= 5, "counted")
+    assert [addrs(v) for v in lookups] == before
+    marathon.clear_faults()
+    await eventually(lambda: len(addrs(lookups[3]) or ()) == 2, "recovered")
+    for s in stops:
+        s()

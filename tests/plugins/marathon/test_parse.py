@@ -20,6 +20,7 @@ from linkpy_marathon.parse import (
     event_app,
     parse_app,
     parse_app_ids,
+    parse_apps,
 )
 from linkpy_marathon.sse import SseDecoder, SseError, SseEvent
 
@@ -401,3 +402,14 @@ def test_the_event_name_is_used_when_the_json_has_no_type() -> None:
 def test_malformed_events(data: str) -> None:
     with pytest.raises(BadEvent):
         classify("status_update_event", data, use_health_check=False)
+
+
+def test_the_bulk_app_list_parses_only_the_wanted_apps() -> None:
+    users = P.app([P.task()])["app"]
+    web = {"id": "/web", "tasks": "not even a list"}
+    ids, apps, warnings = parse_apps({"apps": [users, web, None]}, {USERS})
+    assert ids == {USERS, Path.utf8("web")}
+    assert list(apps) == [USERS] and apps[USERS].tasks[0].host == "srv7.example.com"
+    assert warnings == ["apps[2]: no usable id (null)"]
+    with pytest.raises(BadPayload, match="no task list"):
+        parse_apps({"apps": [users, web]}, {Path.utf8("web")})
