@@ -107,8 +107,8 @@ class MarathonApi:
 
     async def apps_with_tasks(
         self, wanted: Container[Path]
-    ) -> tuple[frozenset[Path], dict[Path, App], list[str]]:
-        """``GET /v2/apps?embed=apps.tasks``: every app id, and the wanted apps' tasks."""
+    ) -> tuple[frozenset[Path], dict[Path, dict[str, Any]], list[str]]:
+        """``GET /v2/apps?embed=apps.tasks``: every app id, and the wanted apps' JSON."""
         doc = await self.get_json("/v2/apps", [("embed", "apps.tasks")])
         try:
             return parse_apps(doc, wanted)

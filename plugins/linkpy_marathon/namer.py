@@ -56,7 +56,7 @@ from .api import ApiError, MarathonApi
 from .auth import Auth
 from .config import MarathonConfig
 from .events import BadEvent, classify, subscribed
-from .parse import App, addresses
+from .parse import BadPayload, addresses, parse_app
 from .sse import SseEvent
 
 log = logging.getLogger("linkpy.namer.marathon")
@@ -69,6 +69,8 @@ BULK_MIN_WATCHED = 8
 #: ...and at least one app in this many is (a router watching 10 apps of a Marathon
 #: of 5,000 does better with 10 small requests than with one of every app's tasks).
 BULK_RATIO = 50
+#: New watches beyond this many reading their app at once wait for a bulk read instead.
+BURST = 16
 _APPS = "apps"
 
 AppSet = State[frozenset[Path]]
@@ -160,6 +162,8 @@ class MarathonNamer(Namer):
         self._bulk = False
         #: the server embeds tasks in /v2/apps (cleared if it turns out not to)
         self._bulk_supported = True
+        #: watches reading their app for the first time
+        self._starting = 0
         self._api: MarathonApi | None = None
         self._stream_connected = False
         self._last_event: float | None = None
@@ -316,19 +320,32 @@ class MarathonNamer(Namer):
             and watched * BULK_RATIO >= len(self._known_apps)
         )
 
-    async def _apply(self, watched: Mapping[Path, Var[Addr]], apps: Mapping[Path, App]) -> None:
-        """Publish the addresses a bulk read brought (an app missing from it is gone)."""
+    async def _apply(
+        self, watched: Mapping[Path, Var[Addr]], apps: Mapping[Path, dict[str, Any]]
+    ) -> None:
+        """Publish the addresses a bulk read brought (an app missing from it is gone).
+
+        The apps are parsed here, a checkpoint every 50, so that a re-read of
+        thousands of apps does not hold the loop while it is parsed."""
         for n, (path, var) in enumerate(watched.items()):
-            if n % 100 == 99:
-                await trio.lowlevel.checkpoint()  # thousands of apps: let requests through
-            app = apps.get(path)
-            if app is None:
+            if n % 50 == 49:
+                await trio.lowlevel.checkpoint()
+            entry = apps.get(path)
+            source = self._sources.get(path)
+            if entry is None:
                 new: Addr = Addr.Neg
             else:
+                try:
+                    app, warnings = parse_app({"app": entry})
+                except BadPayload as e:
+                    if source is not None:
+                        err = ApiError("bad_payload", f"GET /v2/apps?embed=apps.tasks: {e}")
+                        self._failure(err)
+                        source.failed(err, "keeping the last addresses")
+                    continue
                 found, skipped = addresses(app, use_health_check=self.config.useHealthCheck)
-                source = self._sources.get(path)
                 if source is not None:
-                    self._m_warnings.incr(source.warn(skipped))
+                    self._m_warnings.incr(source.warn(warnings + skipped))
                 new = AddrBound(found) if found else Addr.Neg
             if new != var.sample():
                 self._m_updates.incr()
@@ -347,8 +364,19 @@ class MarathonNamer(Namer):
         try:
             while True:
                 self._wakes[app] = wake = trio.Event()
+                if first and self._starting >= BURST and self._bulk_wanted():
+                    # Many watches start at once (a router's first requests): one bulk
+                    # read answers them all, rather than a request each.
+                    self._poke_app_set()
+                    first = False
+                    await self._wait(wake, self._next_ttl())
+                    continue  # an event, or the bulk reads failed: read the app itself
                 try:
-                    new = await self._read_app(app, source)
+                    self._starting += first
+                    try:
+                        new = await self._read_app(app, source)
+                    finally:
+                        self._starting -= first
                 except ApiError as e:
                     self._failure(e)
                     st = var.sample()
@@ -371,19 +399,23 @@ class MarathonNamer(Namer):
                 # (a router's first requests) then poll spread out, not in bursts.
                 delay = self._next_ttl() * (random.uniform(0.1, 1.0) if first else 1.0)
                 first = False
-                while True:
-                    with trio.move_on_after(delay):
-                        await wake.wait()
-                    # While the app list brings every watched app's tasks, the timer
-                    # has nothing to do: only events (and failures) make this read.
-                    if wake.is_set() or not self._bulk:
-                        break
-                    delay = self._next_ttl()
+                await self._wait(wake, delay)
         finally:
             if self._wakes.get(app) is wake:
                 del self._wakes[app]
             if self._sources.get(app) is source:
                 del self._sources[app]
+
+    async def _wait(self, wake: trio.Event, delay: float) -> None:
+        """Until ``wake`` is set, or ``delay`` seconds pass and the app is due for a
+        periodic read: while the app list brings every watched app's tasks (bulk), the
+        timer has nothing to do and only events make an app read."""
+        while True:
+            with trio.move_on_after(delay):
+                await wake.wait()
+            if wake.is_set() or not self._bulk:
+                return
+            delay = self._next_ttl()
 
     async def _read_app(self, app: Path, source: _Source) -> Addr:
         result = await self.api.app(app)

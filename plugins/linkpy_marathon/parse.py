@@ -30,14 +30,25 @@ class BadPayload(ValueError):
 _SEGMENT = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?\Z")
 
 
+#: app id -> Path, for the ids every poll of a big cluster parses again
+_PATHS: dict[str, Path | None] = {}
+_MAX_PATHS = 100_000
+
+
 def app_path(app_id: object) -> Path | None:
     """``/a/b/users`` -> ``Path(a, b, users)`` (lower-cased), or None when it is no app id."""
     if not isinstance(app_id, str):
         return None
+    try:
+        return _PATHS[app_id]
+    except KeyError:
+        pass
     segments = app_id.lower().strip("/").split("/")
-    if not segments or not all(_SEGMENT.match(s) for s in segments):
-        return None
-    return Path.utf8(*segments)
+    path = Path.utf8(*segments) if all(_SEGMENT.match(s) for s in segments) else None
+    if len(_PATHS) >= _MAX_PATHS:
+        _PATHS.clear()
+    _PATHS[app_id] = path
+    return path
 
 
 @attrs.frozen
@@ -150,21 +161,27 @@ def parse_app(doc: object) -> tuple[App, list[str]]:
 
 def parse_apps(
     doc: object, wanted: Container[Path]
-) -> tuple[frozenset[Path], dict[Path, App], list[str]]:
-    """``GET /v2/apps?embed=apps.tasks``: every app id, the ``wanted`` apps with their
-    tasks, and warnings.  A wanted app without a task list means the server did not
-    embed them: BadPayload."""
-    ids, warnings = parse_app_ids(doc)
-    assert isinstance(doc, dict)
-    apps: dict[Path, App] = {}
-    for entry in doc["apps"]:
+) -> tuple[frozenset[Path], dict[Path, dict[str, Any]], list[str]]:
+    """``GET /v2/apps?embed=apps.tasks``: every app id, the ``wanted`` apps' JSON (each
+    to read with ``parse_app({"app": ...})``), and warnings.  A wanted app without a
+    task list means the server did not embed them: BadPayload."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("apps"), list):
+        raise BadPayload(f'expected {{"apps": [...]}}, got {_describe(doc)}')
+    ids = set()
+    apps: dict[Path, dict[str, Any]] = {}
+    warnings = []
+    for i, entry in enumerate(doc["apps"]):
         path = app_path(entry.get("id")) if isinstance(entry, dict) else None
-        if path is None or path not in wanted:
+        if path is None:
+            warnings.append(f"apps[{i}]: no usable id ({_describe(entry)})")
             continue
-        app, more = parse_app({"app": entry})
-        apps[path] = app
-        warnings += more
-    return ids, apps, warnings
+        ids.add(path)
+        if path in wanted:
+            assert isinstance(entry, dict)
+            if not isinstance(entry.get("tasks"), list):
+                raise BadPayload(f"the app {path.show()} has no task list")
+            apps[path] = entry
+    return frozenset(ids), apps, warnings
 
 
 def _ports(values: Iterable[object]) -> tuple[int, ...]:

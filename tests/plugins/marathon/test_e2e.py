@@ -9,8 +9,10 @@ import httpx
 import trio
 
 from linkpy.config.registry import Registry
+from linkpy.naming import AddrBound
+from linkpy.naming import Path as NPath
 from linkpy.testing import FakeMarathon
-from linkpy_marathon import MarathonConfig
+from linkpy_marathon import MarathonConfig, MarathonNamer
 
 from ...conftest import MakeBackend, StartLinker, router_url, write_disco
 from .conftest import eventually
@@ -56,40 +58,49 @@ async def test_endpoints_come_and_go_while_a_client_sends_requests(
     tasks = {0: marathon.add_task("/team/users", "127.0.0.1", [backends[0].port])}
     linker = await start_linker(linker_config(marathon), REGISTRY)
     url = router_url(linker) + "/hello"
-    answers: Counter[str] = Counter()
+    ((_, namer),) = linker.namers
+    assert isinstance(namer, MarathonNamer)
+    addr = namer.addr_var(NPath.read("/team/users"))
+    #: answers by phase: a request counts in the phase it started in
+    answers: list[Counter[str]] = [Counter()]
     failures: list[str] = []
     stop = trio.Event()
 
     async def client() -> None:
         while not stop.is_set():
+            phase = answers[-1]
             r = await http.get(url, headers={"Host": "users.team"})
             if r.status_code != 200:
                 failures.append(f"{r.status_code} {r.headers.get('l5d-err')}")
             else:
-                answers[r.text.split()[0]] += 1
+                phase[r.text.split()[0]] += 1
+
+    def ports() -> set[int]:
+        a = addr.sample()
+        return {x.port for x in a.addresses} if isinstance(a, AddrBound) else set()
 
     async with trio.open_nursery() as nursery:
         for _ in range(4):
             nursery.start_soon(client)
-        await eventually(lambda: answers["users0"] > 10, "users0 serves")
+        await eventually(lambda: answers[-1]["users0"] > 10, "users0 serves")
         for i in (1, 2, 3):  # scale up: each new task gets traffic
             tasks[i] = marathon.add_task("/team/users", "127.0.0.1", [backends[i].port])
             name = f"users{i}"
-            await eventually(lambda: answers[name] > 10, f"{name} serves")  # noqa: B023
+            await eventually(lambda: answers[-1][name] > 10, f"{name} serves")  # noqa: B023
         for i in (0, 1):  # scale down: the removed tasks get no more traffic
             marathon.remove_task(tasks.pop(i))
-        await trio.sleep(0.2)  # requests in flight to users0/1 complete
-        before = answers.copy()
-        await eventually(lambda: answers["users2"] > before["users2"] + 20, "more traffic")
-        assert answers["users0"] == before["users0"] and answers["users1"] == before["users1"]
+        await eventually(lambda: ports() == {backends[2].port, backends[3].port}, "removed")
+        answers.append(Counter())  # requests from now on cannot pick users0/1
+        await eventually(lambda: answers[-1]["users2"] > 20, "more traffic")
+        assert answers[-1]["users0"] == answers[-1]["users1"] == 0
         marathon.update_task(tasks[2], state="TASK_KILLING")  # draining: out at once
-        await trio.sleep(0.2)
-        before = answers.copy()
-        await eventually(lambda: answers["users3"] > before["users3"] + 20, "users3 alone")
-        assert answers["users2"] == before["users2"]
+        await eventually(lambda: ports() == {backends[3].port}, "draining")
+        answers.append(Counter())
+        await eventually(lambda: answers[-1]["users3"] > 20, "users3 alone")
+        assert answers[-1]["users2"] == 0
         stop.set()
     assert failures == []
-    assert sum(answers.values()) > 100
+    assert sum(sum(c.values()) for c in answers) > 100
 
 
 async def test_a_failing_marathon_stops_no_other_namer(

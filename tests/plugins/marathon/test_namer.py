@@ -515,6 +515,9 @@ async def test_a_burst_of_new_watches_queues_in_the_namer_not_in_marathon(
         most = max(most, marathon.open_connections)
         await trio.sleep(0.005)
     assert most <= 16 + 2  # the REST requests, the event stream and the app list
+    reads = [r for r in marathon.requests if r.path.startswith("/v2/apps/")]
+    assert len(reads) < 40, "most of the new watches were answered by one bulk read"
+    assert any(r.query.get("embed") == ("apps.tasks",) for r in marathon.requests_to("/v2/apps"))
     for s in stops:
         s()
 
