@@ -77,6 +77,8 @@ class DcosAuth(Auth):
         self._lock = trio.Lock()
         #: successful logins
         self.logins = 0
+        #: the last failed login: (when, why), answered for a second without trying again
+        self._failure: tuple[float, str] | None = None
 
     def sign(self) -> str:
         """The login JWT (runs in a worker thread)."""
@@ -102,11 +104,19 @@ class DcosAuth(Auth):
             if self._token is not None and self._token != stale:
                 return self._token
             self._token = None
-            assertion = await trio.to_thread.run_sync(self.sign)
-            doc = await login(self.login_endpoint, {"uid": self.uid, "token": assertion})
-            token = doc.get("token") if isinstance(doc, dict) else None
-            if not isinstance(token, str) or not token:
-                raise LoginError(f"the login at {self.login_endpoint} answered without a token")
+            # ...or failed to: the requests queued behind it do not all try again.
+            if self._failure is not None and trio.current_time() - self._failure[0] < 1.0:
+                raise LoginError(self._failure[1])
+            try:
+                assertion = await trio.to_thread.run_sync(self.sign)
+                doc = await login(self.login_endpoint, {"uid": self.uid, "token": assertion})
+                token = doc.get("token") if isinstance(doc, dict) else None
+                if not isinstance(token, str) or not token:
+                    raise LoginError(f"the login at {self.login_endpoint} answered without a token")
+            except Exception as e:
+                self._failure = (trio.current_time(), str(e))
+                raise
+            self._failure = None
             self._token = token
             self.logins += 1
             return token

@@ -595,3 +595,41 @@ async def test_a_failing_bulk_read_keeps_every_last_good_answer(
     await eventually(lambda: len(addrs(lookups[3]) or ()) == 2, "recovered")
     for s in stops:
         s()
+
+
+async def test_a_failing_dcos_login_is_not_retried_by_every_request(
+    nursery: trio.Nursery, start_namer: StartNamer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(namer_module, "BULK_MIN_WATCHED", 10**9)  # a request per app
+    fake = FakeMarathon(dcos_accounts={"linkpy-sa": "pw"})
+    await nursery.start(fake.serve)
+    for i in range(20):
+        fake.add_app(f"/app{i}")
+        fake.add_task(f"/app{i}", "127.0.0.1", [18000 + i])
+    _, pem = rsa_pem()
+    auth = DcosAuth("linkpy-sa", from_pem(pem), f"{fake.url}/acs/api/v1/auth/login")
+    namer, metrics = await start_namer(
+        fake, auth=auth, useEventStream=False, ttlMs=100, jitterMs=10
+    )
+    lookups = [namer.lookup(Path.read(f"/app{i}")) for i in range(20)]
+    stops = [follow(v) for v in lookups]
+    await eventually(lambda: all(addrs(v) for v in lookups), "all bound")
+    auth.uid = "revoked-sa"  # the account stops working, and so does every token
+    fake.expire_tokens()
+    fake.clear_requests()
+    failures = metrics.scope("failures").counter("login")
+    await eventually(lambda: failures.value >= 60, "every read fails to log in")
+    logins = len(fake.requests_to("/acs/api/v1/auth/login"))
+    assert logins < failures.value / 4, "failed logins are not repeated by every request"
+    assert all(addrs(v) for v in lookups), "the last good answers stay"
+    auth.uid = "linkpy-sa"
+    fake.add_task("/app0", "127.0.0.1", [18100])
+    await eventually(lambda: len(addrs(lookups[0]) or ()) == 2, "logged in again")
+    for s in stops:
+        s()
+
+
+def from_pem(pem: str) -> rsa.RSAPrivateKey:
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    return key
