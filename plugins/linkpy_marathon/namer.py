@@ -8,7 +8,9 @@ followed any more (:class:`~linkpy.watches.Watches`):
   wins; the rest is the residual (Linkerd's rule).
 - one **app watch** per app looked up (``GET /v2/apps/<id>?embed=app.tasks`` at the
   same interval): its address set, in a :class:`~linkpy.activity.Var` of
-  :class:`~linkpy.naming.Addr` that changes in place.
+  :class:`~linkpy.naming.Addr` that changes in place.  With many apps watched
+  (:data:`BULK_MIN_WATCHED`, :data:`BULK_RATIO`) the periodic read is one
+  ``GET /v2/apps?embed=apps.tasks`` for the list and every watched app instead.
 - the **event stream** (``GET /v2/events``, while the app list is followed): each
   task, health or app event wakes the watch it concerns at once, so a change reaches
   the balancers in milliseconds instead of up to ``ttlMs`` (Linkerd only polled:
