@@ -273,6 +273,19 @@ async def test_m12_changes_emit_the_events_marathon_would(
         assert data["eventType"] == name
 
 
+async def test_raw_frames_reach_the_streams_their_filter_lets_through(
+    marathon: FakeMarathon, http: httpx.AsyncClient
+) -> None:
+    params = {"event_type": "status_update_event"}
+    async with http.stream("GET", "/v2/events", params=params, headers=SSE) as r:
+        events = Events(r)
+        await trio.testing.wait_all_tasks_blocked()
+        marathon.emit_raw(b"event: app_terminated_event\ndata: {}\n\n", "app_terminated_event")
+        marathon.emit_raw(b'event: status_update_event\ndata: {"x": 1}\n\n')
+        assert await events.next() == ("status_update_event", {"x": 1})
+    assert b"app_terminated_event" not in events.raw
+
+
 async def test_m13_event_streams_can_be_dropped(
     marathon: FakeMarathon, http: httpx.AsyncClient
 ) -> None:

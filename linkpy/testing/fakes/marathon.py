@@ -104,8 +104,11 @@ class _Subscriber:
 
     def offer(self, event_type: str, frame: bytes) -> None:
         if not self.types or event_type in self.types:
-            self.pending.append(frame)
-            self._wake.set()
+            self.push(frame)
+
+    def push(self, frame: bytes) -> None:
+        self.pending.append(frame)
+        self._wake.set()
 
     def drop(self) -> None:
         self.dropped = True
@@ -368,6 +371,13 @@ class FakeMarathon(FakeServer):
     def emit(self, event_type: str, payload: Mapping[str, Any] | None = None) -> None:
         """Publish an arbitrary event (``eventType`` and ``timestamp`` are added)."""
         self._publish(event_type, dict(payload or {}))
+
+    def emit_raw(self, frame: bytes, event_type: str = "") -> None:
+        """Write ``frame`` verbatim on every event stream (malformed events, odd framing);
+        ``event_type`` is what ``?event_type=`` filters see (empty: no filter drops it)."""
+        for sub in list(self._subscribers):
+            if not sub.types or not event_type or event_type in sub.types:
+                sub.push(frame)
 
     # -- scripting: faults and auth -------------------------------------------
 
