@@ -1,9 +1,10 @@
-"""The shipped DaemonSet config, run as two linkpy processes on two "nodes".
+"""The shipped linker-to-linker configs, each run as two linkpy processes on two hosts.
 
 Node a is 127.0.0.2 and node b 127.0.0.3 (both loopback, so both in one /24: the
 transformers run in their ``hostNetwork`` mode, matching by node name, as on a cluster
-whose linkpys use the host network). The Kubernetes API is the emulator; the config is
-the one in ``configs/k8s/configmap.yaml`` with only addresses and ports changed.
+whose linkpys use the host network). The Kubernetes and Marathon APIs are the emulators;
+the configs are the ones in ``configs/k8s/configmap.yaml`` and
+``configs/linker-to-linker-marathon.yaml`` with addresses and ports changed.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import trio
 import yaml
 
 from linkpy.testing.fakes.kubernetes import FakeKubernetes, slice_endpoint
+from linkpy.testing.fakes.marathon import FakeMarathon
 
 from ..backends import Backend
 from ..conftest import ROOT
@@ -71,6 +73,42 @@ def node_config(ip: str, ports: dict[str, int], k8s: FakeKubernetes) -> dict[str
     return cfg
 
 
+async def start_linkpy(
+    nursery: trio.Nursery, path: Path, config: dict[str, Any], env: dict[str, str]
+) -> trio.Process:
+    """``linkpy run`` on ``config`` (written to ``path``) with ``env`` added."""
+    path.write_text(yaml.safe_dump(config))
+    run: Callable[..., Any] = partial(
+        trio.run_process,
+        [sys.executable, "-m", "linkpy", "run", str(path)],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        check=False,
+    )
+    proc: trio.Process = await nursery.start(run)
+    return proc
+
+
+async def wait_ready(ips: list[str], admin_port: int) -> None:
+    async with httpx.AsyncClient(trust_env=False, timeout=10) as http:
+        for ip in ips:
+            with trio.fail_after(30):
+                while True:
+                    try:
+                        r = await http.get(f"http://{ip}:{admin_port}/admin/ping")
+                        if r.status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        await trio.sleep(0.05)
+
+
+async def stop(procs: list[trio.Process]) -> None:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        assert await p.wait() == 0  # SIGTERM drains and exits cleanly
+
+
 @pytest.fixture
 async def cluster(
     nursery: trio.Nursery, tmp_path: Path
@@ -98,34 +136,18 @@ async def cluster(
         [slice_endpoint(ip, node_name=node) for node, ip in NODES.items()],
         ports={"outgoing": ports["outgoing"], "incoming": ports["incoming"]},
     )
-    procs: list[trio.Process] = []
-    for node, ip in NODES.items():
-        path = tmp_path / f"{node}.yaml"
-        path.write_text(yaml.safe_dump(node_config(ip, ports, k8s)))
-        env = {**os.environ, "NODE_NAME": node, "POD_IP": ip, "POD_NAMESPACE": "linkpy"}
-        run: Callable[..., Any] = partial(
-            trio.run_process,
-            [sys.executable, "-m", "linkpy", "run", str(path)],
-            cwd=ROOT,
-            env=env,
-            check=False,
+    procs = [
+        await start_linkpy(
+            nursery,
+            tmp_path / f"{node}.yaml",
+            node_config(ip, ports, k8s),
+            {"NODE_NAME": node, "POD_IP": ip, "POD_NAMESPACE": "linkpy"},
         )
-        procs.append(await nursery.start(run))
-    async with httpx.AsyncClient(trust_env=False, timeout=10) as http:
-        for ip in ips:
-            with trio.fail_after(30):
-                while True:
-                    try:
-                        r = await http.get(f"http://{ip}:{ports['admin']}/admin/ping")
-                        if r.status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        await trio.sleep(0.05)
+        for node, ip in NODES.items()
+    ]
+    await wait_ready(ips, ports["admin"])
     yield ports, backends, k8s
-    for p in procs:
-        p.terminate()
-    for p in procs:
-        await p.wait()
+    await stop(procs)
 
 
 async def test_requests_go_through_the_linkpy_of_the_destination_node(
@@ -193,3 +215,71 @@ async def test_a_node_without_linkpy_is_not_routed_to(
             r = await http.get(f"{out}/r{i}", headers={"Host": "web"})
             assert r.status_code == 200 and r.text.startswith("web on node-a")
     assert len(backends["node-b"].seen) == before
+
+
+# -- Marathon -------------------------------------------------------------------------
+
+MARATHON_CONFIG = ROOT / "configs" / "linker-to-linker-marathon.yaml"
+AGENTS = {"agent-a": "127.0.0.2", "agent-b": "127.0.0.3"}
+
+
+def agent_config(ip: str, ports: dict[str, int], marathon: FakeMarathon) -> dict[str, Any]:
+    """The shipped Marathon config on one agent: its IP, the test's ports, the emulator.
+
+    Both agents are loopback addresses, which io.l5d.localhost cannot tell apart: the
+    incoming router keeps its agent's tasks with io.l5d.specificHost instead.
+    """
+    cfg: dict[str, Any] = yaml.safe_load(MARATHON_CONFIG.read_text())
+    cfg["admin"] = {"ip": ip, "port": ports["admin"]}
+    (namer,) = cfg["namers"]
+    namer.update(host="127.0.0.1", port=marathon.port, useHealthCheck=False)
+    for r in cfg["routers"]:
+        (server,) = r["servers"]
+        server.update(ip=ip, port=ports[r["label"]])
+        for t in r["interpreter"]["transformers"]:
+            if t["kind"] == "io.l5d.port":
+                t["port"] = ports["incoming"]
+            if t["kind"] == "io.l5d.localhost":
+                t.clear()
+                t.update(kind="io.l5d.specificHost", host=ip)
+    return cfg
+
+
+async def test_marathon_requests_go_through_the_linkpy_of_the_task_agent(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    marathon = FakeMarathon()
+    await nursery.start(marathon.serve)
+    ips = list(AGENTS.values())
+    ports = {name: free_port(ips) for name in ("outgoing", "incoming", "admin")}
+    marathon.add_app("/team/users")
+    backends: dict[str, Backend] = {}
+    for agent, ip in AGENTS.items():
+        b = Backend(f"users on {agent}", host=ip)
+        await nursery.start(b.serve)
+        backends[agent] = b
+        marathon.add_task("/team/users", host=ip, ports=[b.port])
+    procs = [
+        await start_linkpy(
+            nursery, tmp_path / f"{agent}.yaml", agent_config(ip, ports, marathon), {}
+        )
+        for agent, ip in AGENTS.items()
+    ]
+    await wait_ready(ips, ports["admin"])
+    out = f"http://{AGENTS['agent-a']}:{ports['outgoing']}"
+    async with httpx.AsyncClient(trust_env=False, timeout=10) as http:
+        bodies = set()
+        for i in range(40):
+            r = await http.get(f"{out}/r{i}", headers={"Host": "users.team"})
+            assert r.status_code == 200, r.text
+            bodies.add(r.text.split(" GET ")[0])
+        assert bodies == {"users on agent-a", "users on agent-b"}
+        for agent, b in backends.items():
+            clients = {req.header("l5d-dst-client") for req in b.seen}
+            assert clients == {"/%/io.l5d.specificHost/#/io.l5d.marathon/team/users"}
+            assert {", ".join(req.all("via")) for req in b.seen} == {"1.1 linkpy, 1.1 linkpy"}
+            # every request for this agent's task went through this agent's incoming router
+            ip = AGENTS[agent]
+            m = (await http.get(f"http://{ip}:{ports['admin']}/admin/metrics.json")).json()
+            assert m[f"rt/incoming/server/{ip}/{ports['incoming']}/requests"] == len(b.seen)
+    await stop(procs)
