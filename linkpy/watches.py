@@ -6,18 +6,24 @@ watches nobody follows any more (Linkerd 1.x kept them forever: issues #1361, #1
 
 :class:`Watches` maps a key to a :class:`~linkpy.activity.Var` whose value a background
 task (``watch(key, var)``) keeps current.  The task starts on the first ``get(key)`` and
-is cancelled once the var has had no observer for ``idle`` seconds.
+is cancelled once the var has had no observer for ``idle`` seconds.  A watch that
+raises (a bug in it) is logged, counted and restarted after a backoff, on the same var:
+the names already bound to it stay current.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 import trio
 
 from .activity import Var
+
+#: Restart backoff of a watch that raised: doubling from the first to the last.
+RESTART_BACKOFF = (1.0, 30.0)
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -52,6 +58,8 @@ class Watches(Generic[K, V]):
         self._entries: dict[K, _Entry[V]] = {}
         self._nursery: trio.Nursery | None = None
         self._pending: list[K] = []
+        #: How many times a watch raised (and was restarted).
+        self.crashes = 0
 
     def get(self, key: K) -> Var[V]:
         """The var of ``key``, starting its watch if there is none."""
@@ -70,13 +78,17 @@ class Watches(Generic[K, V]):
             self._nursery.start_soon(self._run_one, key, entry, name=f"{self.name} {key!r}")
 
     async def _run_one(self, key: K, entry: _Entry[V]) -> None:
+        delay, most = RESTART_BACKOFF
         with entry.scope:
-            try:
-                await self.watch(key, entry.var)
-            except Exception:
-                log.exception("%s of %r failed", self.name, key)
-        if self._entries.get(key) is entry:
-            del self._entries[key]
+            while True:
+                try:
+                    await self.watch(key, entry.var)
+                    return  # done: the var keeps its value until the entry idles out
+                except Exception:
+                    self.crashes += 1
+                    log.exception("%s of %r failed; restarting in %.0fs", self.name, key, delay)
+                await trio.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, most)
 
     @property
     def open(self) -> int:
