@@ -38,15 +38,16 @@ _PREFIX = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
 
 def _path(_: object, a: attrs.Attribute[str], value: str) -> None:
     if not value.startswith("/") or "?" in value or "#" in value:
-        raise ConfigValueError(f"path {value!r} must be an admin path starting with '/'")
+        raise ConfigValueError(f"{value!r} must be an admin path starting with '/'", key=a.name)
     if taken(value):
-        raise ConfigValueError(f"path {value!r} is already an admin endpoint")
+        raise ConfigValueError(f"{value!r} is already an admin endpoint", key=a.name)
 
 
 def _prefix(_: object, a: attrs.Attribute[str], value: str) -> None:
     if value and not _PREFIX.fullmatch(value):
         raise ConfigValueError(
-            f"prefix {value!r} must be a Prometheus metric name start ([A-Za-z_:][A-Za-z0-9_:]*)"
+            f"{value!r} must be a Prometheus metric name start ([A-Za-z_:][A-Za-z0-9_:]*)",
+            key=a.name,
         )
 
 

@@ -406,10 +406,14 @@ def _format(exc: BaseException, type_: type | None) -> str:
     if isinstance(exc, ConfigError):
         return exc.message
     if isinstance(exc, ConfigValueError):
-        return str(exc)
+        return f"{_KEY}{exc.key}{_KEY}{exc}" if exc.key else str(exc)
     if isinstance(exc, (ValueError, TypeError)):
         return f"invalid value ({exc})"
     return str(exc) or type(exc).__name__
+
+
+#: Marks the field name a ConfigValueError carries, ahead of its message.
+_KEY = "\x00"
 
 
 def _messages(exc: BaseException) -> list[str]:
@@ -417,6 +421,9 @@ def _messages(exc: BaseException) -> list[str]:
     for line in cattrs.transform_error(exc, path="$", format_exception=_format):
         msg, _, where = line.rpartition(" @ ")
         path = where.removeprefix("$").removeprefix(".")
+        if msg.startswith(_KEY):
+            key, msg = msg[1:].split(_KEY, 1)
+            path = f"{path}.{key}" if path else key
         if msg.startswith("unknown key"):
             # cattrs reports an unknown key at the object holding it: name the key itself
             for key in msg.split(": ", 1)[1].split(", "):

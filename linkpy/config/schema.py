@@ -29,7 +29,16 @@ RegexText = NewType("RegexText", str)
 
 
 class ConfigValueError(ValueError):
-    """A value that is the right type but wrong; the message is shown as is."""
+    """A value that is the right type but wrong; the message is shown as is.
+
+    Raised by an attrs validator, ``key`` names the field (the validator's
+    ``attribute.name``) so that the error is reported at the field's YAML path
+    (``namers[0].port: ...``) rather than at its object's.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 # --- small shared objects -------------------------------------------------------

@@ -20,17 +20,17 @@ _INET = re.compile(r"/\$/inet/([^/]+)/([0-9]+)\Z")
 
 def _port(_: object, attr: attrs.Attribute[int], value: int) -> None:
     if not 0 < value < 65536:
-        raise ConfigValueError(f"{attr.name} must be a port (1-65535), got {value}")
+        raise ConfigValueError(f"must be a port (1-65535), got {value}", key=attr.name)
 
 
 def _positive(_: object, attr: attrs.Attribute[int], value: int) -> None:
     if value <= 0:
-        raise ConfigValueError(f"{attr.name} must be positive, got {value}")
+        raise ConfigValueError(f"must be positive, got {value}", key=attr.name)
 
 
 def _not_negative(_: object, attr: attrs.Attribute[int], value: int) -> None:
     if value < 0:
-        raise ConfigValueError(f"{attr.name} must not be negative, got {value}")
+        raise ConfigValueError(f"must not be negative, got {value}", key=attr.name)
 
 
 def _dst(_: object, attr: attrs.Attribute[str | None], value: str | None) -> None:
@@ -39,25 +39,28 @@ def _dst(_: object, attr: attrs.Attribute[str | None], value: str | None) -> Non
     m = _INET.match(value)
     if m is None or not 0 < int(m.group(2)) < 65536:
         raise ConfigValueError(
-            f"dst must be /$/inet/<host>/<port> (the only destination form linkpy's "
-            f"Marathon namer takes), got {value!r}"
+            f"must be /$/inet/<host>/<port> (the only destination form linkpy's "
+            f"Marathon namer takes), got {value!r}",
+            key=attr.name,
         )
 
 
 def _uri_prefix(_: object, attr: attrs.Attribute[str], value: str) -> None:
     if value and (not value.startswith("/") or "?" in value or "#" in value):
-        raise ConfigValueError(f"uriPrefix must be empty or a path such as /marathon: {value!r}")
+        raise ConfigValueError(
+            f"must be empty or a path such as /marathon: {value!r}", key=attr.name
+        )
 
 
 def _tls(_: object, attr: attrs.Attribute[ClientTls | None], value: ClientTls | None) -> None:
     if value is None:
         return
     if value.kind is not None:
-        raise ConfigValueError("tls.kind is not used by the Marathon namer; remove it")
+        raise ConfigValueError("not used by the Marathon namer; remove it", key="tls.kind")
     for p in value.protocols or []:
         if p not in _TLS_VERSIONS:
             raise ConfigValueError(
-                f"tls.protocols: unknown protocol {p!r} (known: {', '.join(_TLS_VERSIONS)})"
+                f"unknown protocol {p!r} (known: {', '.join(_TLS_VERSIONS)})", key="tls.protocols"
             )
 
 
@@ -101,7 +104,7 @@ class MarathonConfig(NamerConfig):
     def __attrs_post_init__(self) -> None:
         if self.jitterMs >= self.ttlMs:
             raise ConfigValueError(
-                f"jitterMs ({self.jitterMs}) must be less than ttlMs ({self.ttlMs})"
+                f"must be less than ttlMs ({self.ttlMs}), got {self.jitterMs}", key="jitterMs"
             )
 
     # -- derived --------------------------------------------------------------

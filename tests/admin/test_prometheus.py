@@ -104,13 +104,13 @@ async def test_telemeter_defaults(
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
-        ("  path: metrics", "telemetry[0]: path 'metrics' must be an admin path"),
+        ("  path: metrics", "telemetry[0].path: 'metrics' must be an admin path"),
         (
             "  path: /admin/ping",
-            "telemetry[0]: path '/admin/ping' is already an admin endpoint",
+            "telemetry[0].path: '/admin/ping' is already an admin endpoint",
         ),
-        ("  path: /files/metrics", "telemetry[0]: path '/files/metrics' is already"),
-        ("  prefix: 1x", "telemetry[0]: prefix '1x' must be a Prometheus metric name"),
+        ("  path: /files/metrics", "telemetry[0].path: '/files/metrics' is already"),
+        ("  prefix: 1x", "telemetry[0].prefix: '1x' must be a Prometheus metric name"),
         ("  nope: 1", "telemetry[0].nope: unknown key"),
     ],
 )
