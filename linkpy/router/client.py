@@ -46,6 +46,8 @@ class PoolConfig:
         "connect_timeout",
         "session_idle",
         "life_time",
+        "read_timeout",
+        "write_timeout",
     )
 
     def __init__(
@@ -59,6 +61,8 @@ class PoolConfig:
         connect_timeout: float = 1.0,
         session_idle: float | None = None,
         life_time: float | None = None,
+        read_timeout: float | None = None,
+        write_timeout: float | None = None,
     ) -> None:
         self.min_size = min_size
         self.max_size = max_size
@@ -68,6 +72,9 @@ class PoolConfig:
         self.connect_timeout = connect_timeout
         self.session_idle = session_idle
         self.life_time = life_time
+        #: socketOptions readTimeoutMs / writeTimeoutMs of each connection
+        self.read_timeout = read_timeout
+        self.write_timeout = write_timeout
 
     def expired(self, conn: ClientConnection, now: float, open_: int) -> bool:
         """Whether an idle connection should close (``open_`` connections are open)."""
@@ -163,7 +170,7 @@ class Endpoint:
                 raise ConnectFailed(f"connect to {self.show()} failed: {describe(e)}") from None
             raise
         self.client.connects.incr()
-        return ClientConnection(stream)
+        return ClientConnection(stream, cfg.read_timeout, cfg.write_timeout)
 
     def release(self, conn: ClientConnection, reusable: bool) -> None:
         """Give a connection back: pooled if it can carry another request."""

@@ -60,8 +60,10 @@ from ..telemetry import AccessLog, Telemetry
 from ..transport.http1 import (
     ClientClosed,
     ClientConnection,
+    ClientTimedOut,
     ServerConnection,
     UpstreamClosed,
+    UpstreamTimedOut,
 )
 from ..transport.server import ConnState
 from . import classifiers, trace
@@ -120,6 +122,9 @@ class ServerCtx:
         )
         opts = cfg.socketOptions
         self.keep_alive = bool(opts and opts.keepAlive)
+        self.no_delay = opts.noDelay if opts else True
+        self.read_timeout = ms(opts.readTimeoutMs if opts else None)
+        self.write_timeout = ms(opts.writeTimeoutMs if opts else None)
 
     def bind(self, port: int) -> None:
         """(Re)name the metrics after the port actually bound (port 0 in tests)."""
@@ -133,6 +138,8 @@ class ServerCtx:
         self.failures = scope.counter("failures")
         self.latency = scope.stat("request_latency_ms")
         self.connects = scope.counter("connects")
+        #: connections closed by socketOptions' readTimeoutMs / writeTimeoutMs
+        self.socket_timeouts = scope.counter("socket_timeouts")
         self.status_scope = scope.scope("status")
         self.failure_scope = scope.scope("failures")
         scope.gauge("connections", fn=lambda: float(self.open_connections))
@@ -240,6 +247,7 @@ class HttpRouter:
         params, _ = self.client_params.resolve(name)
         pool_cfg = params.hostConnectionPool
         session = params.clientSession
+        sockopts = params.socketOptions
         pool = PoolConfig(
             min_size=pool_cfg.minSize if pool_cfg else 0,
             max_size=pool_cfg.maxSize if pool_cfg else None,
@@ -248,6 +256,8 @@ class HttpRouter:
             connect_timeout=ms(params.connectTimeoutMs) or 1.0,
             session_idle=ms(session.idleTimeMs if session else None),
             life_time=ms(session.lifeTimeMs if session else None),
+            read_timeout=ms(sockopts.readTimeoutMs if sockopts else None),
+            write_timeout=ms(sockopts.writeTimeoutMs if sockopts else None),
         )
         clock = trio.current_time
         scope = self.metrics.labeled("client", _label(bound.id))
@@ -344,11 +354,15 @@ class HttpRouter:
             max_headers=self.max_headers,
             peer=state.peer,
             local=state.local,
+            read_timeout=srv.read_timeout,
+            write_timeout=srv.write_timeout,
         )
         srv.connects.incr()
         srv.open_connections += 1
         if srv.keep_alive:
             _keepalive(stream)
+        if not srv.no_delay:  # trio sets TCP_NODELAY on every socket it opens
+            stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
         born = trio.current_time()
         try:
             while True:
@@ -356,6 +370,8 @@ class HttpRouter:
                 try:
                     with trio.move_on_after(srv.idle_time) as idle:
                         head = await conn.receive_head()
+                except ClientTimedOut:
+                    raise  # no answer: the client is not reading either
                 except ProtocolError as e:
                     await self._reject(conn, srv, e)
                     return
@@ -371,6 +387,9 @@ class HttpRouter:
                     if not keep and conn.parser.events:
                         await conn.linger()  # an unread request body
                     return
+        except ClientTimedOut:
+            srv.socket_timeouts.incr()
+            return
         except ClientClosed:
             return
         finally:
@@ -1166,7 +1185,7 @@ class _Request:
                 await self.router._pump_body(self.conn, up, body.chunked)
             resp = await up.receive_head()
         except UpstreamClosed as e:
-            if not up.received_any:
+            if not up.received_any and not isinstance(e, UpstreamTimedOut):
                 raise _StaleConnection() from e
             raise
         while resp.status < 200 and resp.status != 101:

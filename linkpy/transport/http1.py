@@ -32,10 +32,24 @@ class ClientClosed(RemoteProtocolError):
     """The downstream client went away."""
 
 
+class ClientTimedOut(ClientClosed):
+    """The downstream client sent or read nothing for socketOptions' read/writeTimeoutMs."""
+
+
 class ServerConnection:
     """A downstream HTTP/1.1 connection."""
 
-    __slots__ = ("stream", "parser", "peer", "local", "requests", "eof", "sent_any")
+    __slots__ = (
+        "stream",
+        "parser",
+        "peer",
+        "local",
+        "requests",
+        "eof",
+        "sent_any",
+        "read_timeout",
+        "write_timeout",
+    )
 
     def __init__(
         self,
@@ -45,6 +59,8 @@ class ServerConnection:
         max_headers: int = 8192,
         peer: tuple[str, int] = ("", 0),
         local: tuple[str, int] = ("", 0),
+        read_timeout: float | None = None,
+        write_timeout: float | None = None,
     ) -> None:
         self.stream = stream
         self.parser = RequestParser(max_line, max_headers)
@@ -54,13 +70,22 @@ class ServerConnection:
         self.eof = False
         #: Whether any byte of the current response was written.
         self.sent_any = False
+        #: socketOptions: the longest one read or write may wait (None: unbounded)
+        self.read_timeout = read_timeout
+        self.write_timeout = write_timeout
 
     async def _fill(self) -> bool:
         """Read and parse more bytes; False at end of stream."""
         if self.eof:
             return False
-        with map_errors(ClientClosed):
-            data = await self.stream.receive_some(RECV_SIZE)
+        if self.read_timeout is None:
+            with map_errors(ClientClosed):
+                data = await self.stream.receive_some(RECV_SIZE)
+        else:
+            with trio.move_on_after(self.read_timeout) as scope, map_errors(ClientClosed):
+                data = await self.stream.receive_some(RECV_SIZE)
+            if scope.cancelled_caught:
+                raise ClientTimedOut(f"nothing read for {self.read_timeout * 1000:.0f}ms")
         if not data:
             self.eof = True
             return False
@@ -119,8 +144,14 @@ class ServerConnection:
 
     async def send(self, data: bytes) -> None:
         self.sent_any = True
-        with map_errors(ClientClosed):
+        if self.write_timeout is None:
+            with map_errors(ClientClosed):
+                await self.stream.send_all(data)
+            return
+        with trio.move_on_after(self.write_timeout) as scope, map_errors(ClientClosed):
             await self.stream.send_all(data)
+        if scope.cancelled_caught:
+            raise ClientTimedOut(f"a write blocked for {self.write_timeout * 1000:.0f}ms")
 
     async def linger(self, limit: int = 1 << 20, seconds: float = 1.0) -> None:
         """Stop sending, and read (and drop) what the client still sends, briefly.
@@ -163,13 +194,35 @@ class UpstreamClosed(RemoteProtocolError):
     status_hint = 502
 
 
+class UpstreamTimedOut(UpstreamClosed):
+    """The endpoint sent or read nothing for socketOptions' read/writeTimeoutMs."""
+
+
 class ClientConnection:
     """An upstream HTTP/1.1 connection to one endpoint."""
 
-    __slots__ = ("stream", "parser", "uses", "born", "idle_since", "received_any", "closed")
+    __slots__ = (
+        "stream",
+        "parser",
+        "uses",
+        "born",
+        "idle_since",
+        "received_any",
+        "closed",
+        "read_timeout",
+        "write_timeout",
+    )
 
-    def __init__(self, stream: trio.abc.Stream) -> None:
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        read_timeout: float | None = None,
+        write_timeout: float | None = None,
+    ) -> None:
         self.stream = stream
+        #: socketOptions: the longest one read or write may wait (None: unbounded)
+        self.read_timeout = read_timeout
+        self.write_timeout = write_timeout
         self.parser = ResponseParser()
         #: When it was opened (clientSession.lifeTimeMs counts from here).
         self.born = trio.current_time()
@@ -189,15 +242,29 @@ class ClientConnection:
         self.received_any = False
 
     async def send(self, data: bytes) -> None:
-        with map_errors(UpstreamClosed):
+        if self.write_timeout is None:
+            with map_errors(UpstreamClosed):
+                await self.stream.send_all(data)
+            return
+        with trio.move_on_after(self.write_timeout) as scope, map_errors(UpstreamClosed):
             await self.stream.send_all(data)
+        if scope.cancelled_caught:
+            self.abort()
+            raise UpstreamTimedOut(f"a write blocked for {self.write_timeout * 1000:.0f}ms")
 
     async def receive(self) -> Event:
         """The next response event."""
         events = self.parser.events
         while not events:
-            with map_errors(UpstreamClosed):
-                data = await self.stream.receive_some(RECV_SIZE)
+            if self.read_timeout is None:
+                with map_errors(UpstreamClosed):
+                    data = await self.stream.receive_some(RECV_SIZE)
+            else:
+                with trio.move_on_after(self.read_timeout) as scope, map_errors(UpstreamClosed):
+                    data = await self.stream.receive_some(RECV_SIZE)
+                if scope.cancelled_caught:
+                    self.abort()
+                    raise UpstreamTimedOut(f"nothing read for {self.read_timeout * 1000:.0f}ms")
             if not data:
                 self.closed = True
                 if not self.received_any:

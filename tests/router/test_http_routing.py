@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from urllib.parse import unquote_plus
 
 import httpx
 import trio
@@ -533,3 +534,37 @@ async def test_client_session_life_time_closes_connections_whatever_the_pool(
     assert ep.open == 0
     r = await http.get(router_url(linker) + "/", headers={"Host": "web"})
     assert r.status_code == 200 and b.connections == 2
+
+
+async def test_server_socket_read_timeout_closes_a_silent_connection(
+    backend: MakeBackend, start_linker: StartLinker, disco: Path
+) -> None:
+    b = await backend("b")
+    write_disco(disco, "web", b)
+    server = "    socketOptions: {readTimeoutMs: 100}\n"
+    linker = await start_linker(fs_config(disco, server=server))
+    port = linker.ports()["out"][0]
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(b"GET / HTTP/1.1\r\nHost: web\r\n")  # and then nothing
+    with trio.fail_after(10):
+        assert await stream.receive_some(100) == b""  # closed by the router
+    m = linker.metrics.flat()
+    assert m[f"rt/out/server/127.0.0.1/{port}/socket_timeouts"] == 1
+    assert not b.seen
+
+
+async def test_client_socket_read_timeout_fails_a_silent_endpoint(
+    backend: MakeBackend, start_linker: StartLinker, disco: Path, http: httpx.AsyncClient
+) -> None:
+    async def hang(req: Seen) -> Reply:
+        await trio.sleep_forever()
+        raise AssertionError
+
+    b = await backend("b", hang)
+    write_disco(disco, "web", b)
+    extra = "  client:\n    socketOptions: {readTimeoutMs: 100, writeTimeoutMs: 1000}\n"
+    linker = await start_linker(fs_config(disco, extra=extra))
+    r = await http.get(router_url(linker) + "/", headers={"Host": "web"})
+    assert r.status_code == 502
+    assert "nothing read for 100ms" in unquote_plus(r.headers["l5d-err"])
+    assert b.seen  # it was sent: not retried elsewhere, the endpoint may have acted on it
