@@ -23,6 +23,7 @@ from .errors import ConfigError, ParseError
 from .metrics import Metrics
 from .naming import Dtab, Path
 from .plugin import Namer, NamerContext
+from .router.h2 import H2Router
 from .router.http import HttpRouter, ServerCtx
 from .router.inet import InetResolver
 from .router.interpreter import Interpreter
@@ -81,7 +82,7 @@ class Linker:
                 watcher = DtabFile(r.interpreter.dtabFile, interp)
                 interp.set_dtab(interp.dtab, watcher.read_now())
                 self.dtab_files.append(watcher)
-            router = HttpRouter(r, interp, scope)
+            router = (H2Router if r.protocol == "h2" else HttpRouter)(r, interp, scope)
             runtime = RouterRuntime(router, [])
             for s in r.servers:
                 port = s.port if s.port is not None else DEFAULT_PORTS.get(r.protocol, 0)
@@ -111,6 +112,8 @@ class Linker:
             for watcher in self.dtab_files:
                 nursery.start_soon(watcher.run)
             for rt in self.routers:
+                if isinstance(rt.router, H2Router):
+                    await nursery.start(rt.router.run)  # its upstream connections
                 for server, ctx in rt.servers:
                     ctx.port = await nursery.start(server.serve)
             admin = AdminServer(self)
