@@ -283,7 +283,7 @@ class H2Router(HttpRouter):
         elapsed_ms = (time.perf_counter() - start) * 1000.0
         srv.latency.add(elapsed_ms)
         srv.status_scope.counter(str(status)).incr()
-        ok = 0 < status < 500 and ex.clean
+        ok = (0 < status < 500 if ex.success is None else ex.success) and ex.clean
         if ok:
             srv.success.incr()
         else:
@@ -479,7 +479,10 @@ class _Body:
     async def absorb(self) -> None:
         """Take what already arrived (the whole body of most unary requests)."""
         s = self.stream
-        while s.items and not self.ended and not self.overflow:
+        while s.items and not self.ended:
+            kind, value, _ = s.items[0]
+            if kind == DATA and self.size + len(value) > self.limit:  # type: ignore[arg-type]
+                return  # (the pump sends it, once)
             self.take(await s.receive())
 
 
@@ -561,6 +564,7 @@ class _Exchange:
         "clean",
         "attempts",
         "svc",
+        "success",
     )
 
     def __init__(self, router: H2Router, s: H2Stream, req: Request, srv: H2ServerCtx) -> None:
@@ -579,6 +583,8 @@ class _Exchange:
         self.clean = True
         self.attempts: list[_Attempt] = []
         self.svc: Service | None = None
+        #: the classification of the response (None: no response came)
+        self.success: bool | None = None
 
     def finish(self) -> None:
         for a in self.attempts:
@@ -607,6 +613,7 @@ class _Exchange:
                 )
                 assert isinstance(result, _Attempt)
                 status = result.status
+                self.success = cls.success
                 client = result.client
                 client.success.incr() if cls.success else client.failures.incr()
                 client.status_scope.counter(str(status)).incr()
@@ -899,8 +906,11 @@ class _Exchange:
             s.reset(INTERNAL_ERROR)
             return
         message = str(e)
+        # gRPC clients read grpc-status only from a 200 response (the gRPC spec's
+        # HTTP/2 mapping): a gRPC request's error is a trailers-only 200 whose
+        # grpc-status stands for Linkerd's HTTP status.
         headers: Headers = [
-            (b":status", str(status).encode()),
+            (b":status", b"200" if self.req.grpc else str(status).encode()),
             (b"l5d-err", _err_header(message, router.max_headers)),
             (b"via", VIA),
         ]
@@ -912,13 +922,9 @@ class _Exchange:
                 if isinstance(e, RequestTimeout):
                     code = GRPC_DEADLINE_EXCEEDED
                 headers.append((b"content-type", b"application/grpc"))
-                s.send_headers(headers)
-                s.send_trailers(
-                    [
-                        (b"grpc-status", str(code).encode()),
-                        (b"grpc-message", _grpc_message(message)),
-                    ]
-                )
+                headers.append((b"grpc-status", str(code).encode()))
+                headers.append((b"grpc-message", _grpc_message(message)))
+                s.send_headers(headers, end=True)
             else:
                 payload = message.encode("utf-8", "replace")[: router.max_err]
                 headers.append((b"content-type", b"text/plain"))
