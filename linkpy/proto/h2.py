@@ -73,7 +73,37 @@ class H2Settings:
     header_table: int | None = None
 
 
-def new_connection(client_side: bool, settings: H2Settings) -> H2Connection:
+class Connection(H2Connection):
+    """h2's connection without its per-stream O(open streams) bookkeeping.
+
+    The library counts open streams by walking every stream it holds each time a
+    stream opens (to enforce SETTINGS_MAX_CONCURRENT_STREAMS), which makes opening a
+    stream cost O(n) with n streams open: 1,000 concurrent streams made that the
+    largest cost of a request.  linkpy enforces both limits itself (the server side
+    refuses streams over its limit, the client side waits for a free slot), so the
+    counts asked here only prune the streams the library has closed, once per
+    ``max(256, n)`` new streams (amortised O(1)), and report none open.
+    """
+
+    _opened = 0
+
+    def _amortised(self) -> int:
+        self._opened += 1
+        if self._opened >= 256 and self._opened >= len(self.streams):
+            self._opened = 0
+            self._open_streams(0)  # (deletes closed streams of both parities)
+        return 0
+
+    @property
+    def open_outbound_streams(self) -> int:
+        return self._amortised()
+
+    @property
+    def open_inbound_streams(self) -> int:
+        return self._amortised()
+
+
+def new_connection(client_side: bool, settings: H2Settings) -> Connection:
     """A configured connection; its preface and SETTINGS are queued to be sent."""
     config = H2Configuration(
         client_side=client_side,
@@ -83,7 +113,7 @@ def new_connection(client_side: bool, settings: H2Settings) -> H2Connection:
         validate_inbound_headers=False,
         normalize_inbound_headers=False,
     )
-    conn = H2Connection(config=config)
+    conn = Connection(config=config)
     values: dict[SettingCodes, int] = {}
     if client_side:
         values[SettingCodes.ENABLE_PUSH] = 0

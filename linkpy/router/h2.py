@@ -61,6 +61,7 @@ from ..proto.h2 import (
 from ..transport.h2 import (
     DATA,
     END,
+    GONE,
     HEADERS,
     RESET,
     TRAILERS,
@@ -424,11 +425,16 @@ class _UpstreamReset(UpstreamError):
 
 
 class _Requeue(LinkpyError):
-    """The request never reached the endpoint (connect failure, refused stream)."""
+    """The request never reached the endpoint (connect failure, refused stream).
 
-    def __init__(self, error: RoutingError) -> None:
+    ``free``: the endpoint's connection went away under it (GOAWAY); sending it on a
+    new connection does not draw on the requeue budget.
+    """
+
+    def __init__(self, error: RoutingError, free: bool = False) -> None:
         super().__init__(str(error))
         self.error = error
+        self.free = free
 
 
 class _Body:
@@ -682,8 +688,7 @@ class _Exchange:
                         body is not None
                         and body.replayable()
                         and requeues < 25
-                        and requeues <= len(client.live)
-                        and client.may_requeue()
+                        and (r.free or (requeues <= len(client.live) and client.may_requeue()))
                     ):
                         requeues += 1
                         continue
@@ -718,12 +723,7 @@ class _Exchange:
                     ) from None
                 complete = body.ended
                 empty = complete and not body.chunks and body.trailers is None
-                try:
-                    up = await conn.open_stream(self._outgoing(target, empty), empty)
-                except ConnectionGone:
-                    raise _Requeue(
-                        UpstreamError(f"connection to {ep.show()} closed ({client.id_show})")
-                    ) from None
+                up = await conn.open_stream(self._outgoing(target, empty), empty)
                 if not empty:
                     if complete:
                         await self._send_buffered(up, end=True)
@@ -745,6 +745,12 @@ class _Exchange:
         except _Requeue:
             self._drop(up, pump, attempt)
             raise
+        except ConnectionGone as e:
+            # the connection closed or sent GOAWAY before the endpoint saw the request
+            self._drop(up, pump, attempt)
+            raise _Requeue(
+                UpstreamError(f"{ep.show()} ({client.id_show}): {e}"), free=True
+            ) from None
         except StreamReset as e:
             self._drop(up, pump, attempt)
             if e.code == REFUSED_STREAM:
@@ -825,6 +831,8 @@ class _Exchange:
                 return checked
             if kind == RESET:
                 raise StreamReset(value)  # type: ignore[arg-type]
+            if kind == GONE:
+                raise ConnectionGone(f"{ep.show()} closed the connection (GOAWAY)")
             raise UpstreamError(f"{ep.show()} ({client.id_show}): data before a response head")
 
     async def _await_classification(self, up: H2Stream) -> None:
@@ -886,7 +894,7 @@ class _Exchange:
             elif kind == END:
                 await s.send_data(b"", end=True)
                 return
-            elif kind == RESET:
+            elif kind in (RESET, GONE):
                 self.clean = False
                 s.reset(value)  # type: ignore[arg-type]
                 return

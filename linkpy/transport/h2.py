@@ -62,6 +62,8 @@ DATA: Final = 1
 TRAILERS: Final = 2
 END: Final = 3
 RESET: Final = 4
+#: The peer's GOAWAY excluded this stream: it was not processed (safe to send again).
+GONE: Final = 5
 
 Item = tuple[int, object, int]
 
@@ -141,6 +143,11 @@ class H2Stream:
             if n and self.reset_code is None:
                 self.conn.ack(self.id, n)
         return item
+
+    @property
+    def closed(self) -> bool:
+        """Closed at the protocol level (both ends sent END_STREAM, or a reset)."""
+        return self.reset_code is not None or (self.local_closed and self.remote_closed)
 
     @property
     def finished(self) -> bool:
@@ -301,6 +308,13 @@ class H2Conn:
     def open_streams(self) -> int:
         return len(self.streams)
 
+    def at_limit(self, limit: int) -> bool:
+        """``limit`` streams are open at the protocol level (a stream that closed
+        counts until its user lets it go, unless the limit is reached)."""
+        if len(self.streams) < limit:
+            return False
+        return sum(1 for s in self.streams.values() if not s.closed) >= limit
+
     async def _writer(self) -> None:
         h2c = self.h2
         try:
@@ -423,11 +437,12 @@ class H2Conn:
         last = e.last_stream_id if e.last_stream_id is not None else 0
         if code == NO_ERROR:
             survive_goaway(self.h2, self._open_state)
-            # streams the peer will not process: refused, so safe to send elsewhere
-            for sid, s in list(self.streams.items()):
-                if sid > last and s.reset_code is None:
-                    s.reset_code = REFUSED_STREAM
-                    s._push((RESET, REFUSED_STREAM, 0))
+            if not self.server_side:
+                # streams the peer will not process: safe to send elsewhere
+                for sid, s in list(self.streams.items()):
+                    if sid > last and s.reset_code is None:
+                        s.reset_code = REFUSED_STREAM
+                        s._push((GONE, REFUSED_STREAM, 0))
             self.wake_senders()
             self._closing = True
             self._stream_gone()
@@ -511,9 +526,7 @@ class ServerConn(H2Conn):
 
     def _on_request(self, e: ev.RequestReceived) -> None:
         sid = e.stream_id
-        if self._goaway_sent or (
-            self.max_streams is not None and len(self.streams) >= self.max_streams
-        ):
+        if self._goaway_sent or (self.max_streams is not None and self.at_limit(self.max_streams)):
             self._refuse(sid, REFUSED_STREAM)
             return
         req = parse_request(e.headers)
@@ -569,7 +582,8 @@ class ClientConn(H2Conn):
         super().__init__(stream, settings)
         self.on_count = on_count
         self._slots = trio.lowlevel.ParkingLot()
-        self._responses: dict[int, H2Stream] = {}
+        #: the peer's first SETTINGS arrived
+        self._settled = False
 
     @classmethod
     async def connect(
@@ -610,8 +624,10 @@ class ClientConn(H2Conn):
         while True:
             if not self.usable:
                 raise ConnectionGone("connection closing")
-            limit = self.h2.remote_settings.max_concurrent_streams
-            if len(self.streams) < limit:
+            # Until the peer's SETTINGS arrive its limit is unknown: assume the
+            # 100 streams RFC 9113 (section 6.5.2) recommends as a minimum.
+            limit = self.h2.remote_settings.max_concurrent_streams if self._settled else 100
+            if not self.at_limit(limit):
                 break
             await self._slots.park()
         h2c = self.h2
@@ -646,6 +662,7 @@ class ClientConn(H2Conn):
         self._reader_scope.cancel()
 
     def _on_settings(self, e: ev.RemoteSettingsChanged) -> None:
+        self._settled = True
         self.wake_senders()
         self._slots.unpark_all()  # (the stream limit may have grown)
 

@@ -194,6 +194,7 @@ class RawClient:
         self.responses: dict[int, Response] = {}
         self.done: dict[int, trio.Event] = {}
         self.goaway: h2.events.ConnectionTerminated | None = None
+        self.goaway_received = trio.Event()
         self.first_data: dict[int, trio.Event] = {}
 
     @classmethod
@@ -234,6 +235,11 @@ class RawClient:
             self.done[sid or 0].set()
         elif isinstance(e, h2.events.ConnectionTerminated):
             self.goaway = e
+            self.goaway_received.set()
+            if not e.error_code:
+                # h2 closes its whole state machine on GOAWAY; a graceful one lets
+                # the streams below last_stream_id finish
+                self.conn.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
 
     async def flush(self) -> None:
         data = self.conn.data_to_send()
