@@ -12,7 +12,7 @@ from linkpy.linker import Linker
 
 from .peers import BackendHandler, EchoService, GrpcServer, RawBackend
 
-MakeRaw = Callable[[BackendHandler], Awaitable[RawBackend]]
+MakeRaw = Callable[..., Awaitable[RawBackend]]
 
 
 @pytest.fixture
@@ -27,8 +27,8 @@ async def grpc_echo() -> AsyncIterator[GrpcServer]:
 
 @pytest.fixture
 def raw_backend(nursery: trio.Nursery) -> MakeRaw:
-    async def make(handler: BackendHandler) -> RawBackend:
-        b = RawBackend(handler)
+    async def make(handler: BackendHandler, eager: bool = False) -> RawBackend:
+        b = RawBackend(handler, eager)
         await nursery.start(b.serve)
         return b
 

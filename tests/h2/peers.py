@@ -74,8 +74,11 @@ BackendHandler = Callable[[Exchange], Awaitable[None]]
 class RawBackend:
     """An h2c server: reads each request whole, then runs ``handler`` in a task."""
 
-    def __init__(self, handler: BackendHandler) -> None:
+    def __init__(self, handler: BackendHandler, eager: bool = False) -> None:
         self.handler = handler
+        #: run the handler on the request head, before the body ends
+        self.eager = eager
+        self.reset_seen = trio.Event()
         self.port = 0
         self.connections = 0
         self.seen: list[Exchange] = []
@@ -127,26 +130,26 @@ class RawBackend:
                         return
                     for e in conn.receive_data(data):
                         if isinstance(e, h2.events.RequestReceived):
-                            pending[e.stream_id] = Exchange(
-                                self,
-                                conn,
-                                e.stream_id,
-                                list(e.headers),
-                            )
+                            new = Exchange(self, conn, e.stream_id, list(e.headers))
+                            pending[e.stream_id] = new
+                            if self.eager:
+                                self.seen.append(new)
+                                nursery.start_soon(self.handler, new)
                         elif isinstance(e, h2.events.DataReceived):
-                            ex = pending.get(e.stream_id)
-                            if ex is not None:
-                                ex.body += e.data or b""
+                            got = pending.get(e.stream_id or 0)
+                            if got is not None:
+                                got.body += e.data or b""
                             conn.acknowledge_received_data(
                                 e.flow_controlled_length or 0, e.stream_id or 0
                             )
                         elif isinstance(e, h2.events.StreamEnded):
                             ex = pending.pop(e.stream_id or 0, None)
-                            if ex is not None:
+                            if ex is not None and not self.eager:
                                 self.seen.append(ex)
                                 nursery.start_soon(self.handler, ex)
                         elif isinstance(e, h2.events.StreamReset):
                             self.resets.append((e.stream_id or 0, int(e.error_code or 0)))
+                            self.reset_seen.set()
                         elif isinstance(
                             e, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged
                         ):
@@ -196,6 +199,8 @@ class RawClient:
         self.goaway: h2.events.ConnectionTerminated | None = None
         self.goaway_received = trio.Event()
         self.first_data: dict[int, trio.Event] = {}
+        self.reset_seen: dict[int, trio.Event] = {}
+        self._send_lock = trio.StrictFIFOLock()
 
     @classmethod
     async def open(cls, port: int, validate: bool = True) -> RawClient:
@@ -233,6 +238,7 @@ class RawClient:
         elif isinstance(e, h2.events.StreamReset) and r is not None:
             r.reset_code = int(e.error_code or 0)
             self.done[sid or 0].set()
+            self.reset_seen[sid or 0].set()
         elif isinstance(e, h2.events.ConnectionTerminated):
             self.goaway = e
             self.goaway_received.set()
@@ -242,9 +248,10 @@ class RawClient:
                 self.conn.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
 
     async def flush(self) -> None:
-        data = self.conn.data_to_send()
-        if data:
-            await self.stream.send_all(data)
+        async with self._send_lock:
+            data = self.conn.data_to_send()
+            if data:
+                await self.stream.send_all(data)
 
     async def start(self, headers: Headers, body: bytes | None = b"") -> int:
         """Open a stream; ``body`` None leaves the request open."""
@@ -252,6 +259,7 @@ class RawClient:
         self.responses[sid] = Response()
         self.done[sid] = trio.Event()
         self.first_data[sid] = trio.Event()
+        self.reset_seen[sid] = trio.Event()
         self.conn.send_headers(sid, headers, end_stream=body == b"")
         if body:
             self.conn.send_data(sid, body, end_stream=True)
