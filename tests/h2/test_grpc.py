@@ -9,9 +9,22 @@ import grpc  # type: ignore[import-untyped]  # (grpcio ships no type stubs)
 import pytest
 import trio
 
+from linkpy.config.load import load
+from linkpy.errors import ConfigError
+from linkpy.proto.h2 import REFUSED_STREAM
+from linkpy.router.classifiers import FAILURE, RETRYABLE_FAILURE
+from linkpy.router.grpc import (
+    GrpcAlwaysRetryable,
+    GrpcCompliant,
+    GrpcDefault,
+    GrpcNeverRetryable,
+    GrpcRetryableStatusCodes,
+)
+from linkpy.transport.h2 import StreamReset
+
 from ..conftest import StartLinker, write_disco
 from .conftest import h2_config, h2_port, metric, settled
-from .peers import GrpcServer, channel
+from .peers import EchoService, GrpcServer, channel
 
 
 class _Port:
@@ -191,3 +204,83 @@ async def test_routing_error_gives_grpc_status(start_linker: StartLinker, disco:
     assert "No hosts are available for /svc/nowhere.Service" in details
     assert "l5d-err" in meta
     assert await settled(linker) == 0
+
+
+async def test_failure_accrual_follows_grpc_status(start_linker: StartLinker, disco: Path) -> None:
+    bad = GrpcServer(EchoService(fail_first=1_000_000))
+    good = GrpcServer(EchoService())
+    bad.start()
+    good.start()
+    try:
+        disco_to(disco, "test.Echo", bad, good)
+        extra = (
+            "  client:\n    failureAccrual:\n      kind: io.l5d.consecutiveFailures\n"
+            "      failures: 2\n"
+            "  service:\n    responseClassifier:\n      kind: io.l5d.h2.grpc.neverRetryable\n"
+        )
+        linker = await start_linker(h2_config(disco, extra=extra))
+
+        def calls() -> list[grpc.StatusCode]:
+            codes = []
+            with channel(h2_port(linker)) as ch:
+                stub = ch.unary_unary("/test.Echo/Flaky")
+                for _ in range(30):
+                    try:
+                        stub(b"x", timeout=10)
+                        codes.append(grpc.StatusCode.OK)
+                    except grpc.RpcError as e:
+                        codes.append(e.code())
+            return codes
+
+        codes = await trio.to_thread.run_sync(calls)
+    finally:
+        await trio.to_thread.run_sync(bad.stop)
+        await trio.to_thread.run_sync(good.stop)
+    # the failing endpoint is taken out after two grpc-status 14 answers
+    assert bad.service.calls <= 2
+    assert codes.count(grpc.StatusCode.UNAVAILABLE) == bad.service.calls
+    assert codes.count(grpc.StatusCode.OK) == 30 - bad.service.calls
+
+
+def test_grpc_classifier_rules() -> None:
+    class Resp:
+        def __init__(self, status: bytes | None) -> None:
+            self.status = status
+
+        def header(self, name: bytes) -> bytes | None:
+            return self.status if name == b"grpc-status" else None
+
+    default = GrpcDefault().mk()
+    assert default(b"POST", 200, response=Resp(b"0")).success
+    assert default(b"POST", 200, response=Resp(b"14")) == RETRYABLE_FAILURE
+    assert default(b"POST", 200, response=Resp(b"13")) == FAILURE
+    assert default(b"POST", 200, response=Resp(None)).success  # no status yet
+    codes = GrpcRetryableStatusCodes(retryableStatusCodes=[4, 8]).mk()
+    assert codes(b"POST", 200, response=Resp(b"8")) == RETRYABLE_FAILURE
+    assert codes(b"POST", 200, response=Resp(b"14")) == FAILURE
+    assert GrpcAlwaysRetryable().mk()(b"POST", None) == RETRYABLE_FAILURE
+    assert GrpcNeverRetryable().mk()(b"POST", 200, response=Resp(b"14")) == FAILURE
+    compliant = GrpcCompliant().mk()
+    assert compliant(b"POST", 503, response=Resp(None)) == RETRYABLE_FAILURE
+    assert compliant(b"POST", 500, response=Resp(None)) == FAILURE
+    refused = StreamReset(REFUSED_STREAM)
+    assert compliant(b"POST", None, error=refused) == RETRYABLE_FAILURE
+    assert default(b"POST", None, error=refused) == FAILURE
+    wider = GrpcDefault(successStatusCodes=[0, 5]).mk()
+    assert wider(b"POST", 200, response=Resp(b"5")).success
+    # a downstream linker's l5d-success-class wins
+    assert default(b"POST", 200, success_class=b"1.0", response=Resp(b"14")).success
+
+
+def test_success_codes_must_list_ok() -> None:
+    text = """
+routers:
+- protocol: h2
+  servers: [{port: 0}]
+  service:
+    responseClassifier:
+      kind: io.l5d.h2.grpc.default
+      successStatusCodes: [5]
+"""
+    with pytest.raises(ConfigError, match="successStatusCodes must list 0"):
+        load(text)
