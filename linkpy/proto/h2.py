@@ -12,7 +12,7 @@ offending stream with ``PROTOCOL_ERROR``.
 The library also moves its whole connection state machine to CLOSED when a GOAWAY is
 sent or received, after which no stream may send a frame; a graceful GOAWAY (RFC 9113
 section 6.8) lets the streams below its ``last_stream_id`` finish.
-:func:`send_goaway` and :func:`survive_goaway` keep the connection usable for those
+:func:`send_goaway` and :class:`Connection` keep the connection usable for those
 streams.
 """
 
@@ -24,7 +24,9 @@ import attrs
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
+from h2.events import ConnectionTerminated, Event
 from h2.settings import SettingCodes, Settings
+from hyperframe.frame import Frame, GoAwayFrame
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -94,6 +96,18 @@ class Connection(H2Connection):
             self._open_streams(0)  # (deletes closed streams of both parities)
         return 0
 
+    def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list[Frame], list[Event]]:
+        """A graceful GOAWAY (NO_ERROR) leaves the connection open for the streams it
+        kept: the library would close its state machine and drop the frames queued
+        for them (which must still go out)."""
+        if frame.error_code:
+            return super()._receive_goaway_frame(frame)
+        event = ConnectionTerminated()
+        event.error_code = ErrorCodes.NO_ERROR
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
+
     @property
     def open_outbound_streams(self) -> int:
         return self._amortised()
@@ -149,11 +163,6 @@ def send_goaway(conn: H2Connection, last_stream_id: int, code: int = NO_ERROR) -
     conn.close_connection(error_code=code, last_stream_id=last_stream_id)
     if code == NO_ERROR:
         conn.state_machine.state = state
-
-
-def survive_goaway(conn: H2Connection, state: object) -> None:
-    """After a received graceful GOAWAY: let the streams it kept finish."""
-    conn.state_machine.state = state  # type: ignore[assignment]
 
 
 class Request:

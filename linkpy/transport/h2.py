@@ -29,7 +29,6 @@ from typing import Final
 import h2.events as ev
 import h2.exceptions
 import trio
-from h2.connection import ConnectionState
 
 from ..errors import ConnectFailed, RemoteProtocolError
 from ..proto.h2 import (
@@ -46,7 +45,6 @@ from ..proto.h2 import (
     new_connection,
     parse_request,
     send_goaway,
-    survive_goaway,
 )
 from .errors import TRANSPORT_ERRORS, describe
 
@@ -436,7 +434,6 @@ class H2Conn:
         code = int(e.error_code) if e.error_code is not None else NO_ERROR
         last = e.last_stream_id if e.last_stream_id is not None else 0
         if code == NO_ERROR:
-            survive_goaway(self.h2, self._open_state)
             if not self.server_side:
                 # streams the peer will not process: safe to send elsewhere
                 for sid, s in list(self.streams.items()):
@@ -449,10 +446,6 @@ class H2Conn:
         else:
             log.info("h2 peer closed the connection: %s", error_name(code))
             self._reader_scope.cancel()
-
-    @property
-    def _open_state(self) -> ConnectionState:
-        return ConnectionState.SERVER_OPEN if self.server_side else ConnectionState.CLIENT_OPEN
 
 
 Handler = Callable[[H2Stream], Awaitable[None]]

@@ -168,6 +168,18 @@ class _Kick:
         self.event = trio.Event()
 
 
+class _GracefulConnection(h2.connection.H2Connection):
+    """h2 closes its whole state machine on any GOAWAY; after a graceful one the
+    streams below its last_stream_id must still finish."""
+
+    def _receive_goaway_frame(self, frame: Any) -> tuple[list[Any], list[Any]]:
+        state = self.state_machine.state
+        frames, events = super()._receive_goaway_frame(frame)
+        if not frame.error_code:
+            self.state_machine.state = state
+        return frames, events
+
+
 @attrs.define
 class Response:
     status: int = 0
@@ -185,7 +197,7 @@ class RawClient:
 
     def __init__(self, stream: trio.SocketStream, validate: bool = True) -> None:
         self.stream = stream
-        self.conn = h2.connection.H2Connection(
+        self.conn = _GracefulConnection(
             h2.config.H2Configuration(
                 client_side=True,
                 header_encoding=None,
@@ -242,10 +254,6 @@ class RawClient:
         elif isinstance(e, h2.events.ConnectionTerminated):
             self.goaway = e
             self.goaway_received.set()
-            if not e.error_code:
-                # h2 closes its whole state machine on GOAWAY; a graceful one lets
-                # the streams below last_stream_id finish
-                self.conn.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
 
     async def flush(self) -> None:
         async with self._send_lock:
