@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Final
 
 import attrs
+import hpack.hpack
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
@@ -29,6 +30,21 @@ from h2.settings import SettingCodes, Settings
 from hyperframe.frame import Frame, GoAwayFrame
 
 Headers = list[tuple[bytes, bytes]]
+
+
+class _Quiet:
+    """A logger that drops everything.
+
+    hpack logs every header it encodes or decodes at DEBUG, some 60 logging calls
+    per proxied request (each one a level check) on the hot path; linkpy never
+    wants those records, so hpack's module logger is replaced by this on import.
+    """
+
+    def debug(self, *args: object, **kwargs: object) -> None:
+        pass
+
+
+hpack.hpack.log = _Quiet()  # type: ignore[assignment]
 
 #: RFC 9113 section 7 error codes, as ints (what RST_STREAM and GOAWAY carry).
 NO_ERROR: Final = int(ErrorCodes.NO_ERROR)

@@ -26,9 +26,9 @@ stack are the HTTP/1.1 router's (:class:`H2Router` extends
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
+from contextlib import nullcontext
 from typing import Final
 from urllib.parse import quote
 
@@ -609,29 +609,35 @@ class _Exchange:
         await body.absorb()
         self.reqid = b"%016x" % random.getrandbits(64)
         self.deadline = _deadline(self.req, svc.total_timeout)
+        if body.ended:  # the whole body is here (most unary calls): nothing to pump
+            return await self._exchange(route, svc)
         failure: Exception | None = None
         status = 0
         async with trio.open_nursery() as nursery:
             self.nursery = nursery
             try:
-                result, cls = await svc.call(
-                    self.req.method, body.replayable, lambda: self.attempt(route)
-                )
-                assert isinstance(result, _Attempt)
-                status = result.status
-                self.success = cls.success
-                client = result.client
-                client.success.incr() if cls.success else client.failures.incr()
-                client.status_scope.counter(str(status)).incr()
-                client.latency.add((trio.current_time() - result.started) * 1000.0)
-                extra = b"" if self.srv.clear_context else cls.header
-                await self._respond(result, extra)
+                status = await self._exchange(route, svc)
             except Exception as e:  # re-raised below, outside the nursery (no group)
                 failure = e
             nursery.cancel_scope.cancel()  # a request body still streaming is done
         if failure is not None:
             raise failure
         return status
+
+    async def _exchange(self, route: Route, svc: Service) -> int:
+        """The service stack's attempts, then the chosen response streamed back."""
+        assert self.body is not None
+        result, cls = await svc.call(
+            self.req.method, self.body.replayable, lambda: self.attempt(route)
+        )
+        assert isinstance(result, _Attempt)
+        self.success = cls.success
+        client = result.client
+        client.success.incr() if cls.success else client.failures.incr()
+        client.status_scope.counter(str(result.status)).incr()
+        client.latency.add((trio.current_time() - result.started) * 1000.0)
+        await self._respond(result, b"" if self.srv.clear_context else cls.header)
+        return result.status
 
     def _outgoing(self, target: Target, end: bool) -> Headers:
         req = self.req
@@ -704,12 +710,12 @@ class _Exchange:
     ) -> _Attempt:
         timeout = client.attempt_timeout
         body = self.body
-        assert body is not None and self.nursery is not None
+        assert body is not None
         up: H2Stream | None = None
         pump: trio.CancelScope | None = None
         attempt: _Attempt | None = None
         try:
-            with trio.fail_after(timeout if timeout is not None else math.inf):
+            with trio.fail_after(timeout) if timeout is not None else nullcontext():
                 try:
                     conn = await self.router.connection(ep, client)
                 except ConnectFailed as e:
@@ -728,6 +734,7 @@ class _Exchange:
                     if complete:
                         await self._send_buffered(up, end=True)
                     else:
+                        assert self.nursery is not None
                         pump = trio.CancelScope()
                         self.nursery.start_soon(self._pump, up, pump)
                 headers = await self._response_head(up, ep, client)

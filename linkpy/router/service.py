@@ -11,8 +11,8 @@ time left; each retry may go to another branch of the name's union, as in Linker
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import nullcontext
 from typing import Protocol
 
 import trio
@@ -88,9 +88,8 @@ class Service:
         retries = 0
         delays = self.backoffs()
         try:
-            with trio.fail_after(
-                self.total_timeout if self.total_timeout is not None else math.inf
-            ):
+            timeout = self.total_timeout
+            with trio.fail_after(timeout) if timeout is not None else nullcontext():
                 while True:
                     try:
                         result = await attempt()
