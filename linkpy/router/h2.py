@@ -608,7 +608,8 @@ class _Exchange:
         self.body = body
         await body.absorb()
         self.reqid = b"%016x" % random.getrandbits(64)
-        self.deadline = _deadline(self.req, svc.total_timeout)
+        if self.req.has_l5d or svc.total_timeout is not None:
+            self.deadline = _deadline(self.req, svc.total_timeout)
         if body.ended:  # the whole body is here (most unary calls): nothing to pump
             return await self._exchange(route, svc)
         failure: Exception | None = None

@@ -86,7 +86,7 @@ class Service:
         can_replay = replayable if callable(replayable) else (lambda: replayable)
         self.budget.deposit()
         retries = 0
-        delays = self.backoffs()
+        delays: Iterator[float] | None = None  # (made on the first retry)
         try:
             timeout = self.total_timeout
             with trio.fail_after(timeout) if timeout is not None else nullcontext():
@@ -115,6 +115,8 @@ class Service:
                         result.discard()
                     retries += 1
                     self.retries_total.incr()
+                    if delays is None:
+                        delays = self.backoffs()
                     delay = next(delays)
                     if delay > 0:
                         await trio.sleep(delay)
