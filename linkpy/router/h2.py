@@ -388,6 +388,8 @@ class H2Router(HttpRouter):
     async def _run_connection(self, ep: Endpoint, client: Client, conn: ClientConn) -> None:
         try:
             await conn.run()
+        except Exception:  # an upstream connection never takes the router down
+            log.exception("h2 connection to %s failed", ep.show())
         finally:
             ep.open -= 1
             client.closes.incr()

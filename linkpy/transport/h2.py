@@ -106,7 +106,8 @@ class H2Stream:
         self.remote_closed = False
         #: the code this stream was reset with (by either side)
         self.reset_code: int | None = None
-        self.scope = trio.CancelScope()
+        #: the handler's cancel scope (server side; a downstream reset cancels it)
+        self.scope: trio.CancelScope | None = None
         self.request: Request | None = None
         self.forgotten = False
 
@@ -350,7 +351,7 @@ class H2Conn:
                     return
                 try:
                     events = h2c.receive_data(data)
-                except h2.exceptions.ProtocolError as e:
+                except h2.exceptions.H2Error as e:
                     # the codec queued a GOAWAY with the right code
                     log.info("h2 connection error from peer: %s", e)
                     self.goaway = True
@@ -485,13 +486,14 @@ class ServerConn(H2Conn):
             finally:
                 self._finish(CANCEL)
                 for s in list(self.streams.values()):
-                    s.scope.cancel()
+                    if s.scope is not None:
+                        s.scope.cancel()
         await self._flush_and_close()
 
     def _feed(self, data: bytes) -> None:
         try:
             events = self.h2.receive_data(data)
-        except h2.exceptions.ProtocolError as e:
+        except h2.exceptions.H2Error as e:
             log.info("h2 connection error from peer: %s", e)
             self.closed = True
             return
@@ -543,7 +545,9 @@ class ServerConn(H2Conn):
 
     async def _run_stream(self, s: H2Stream) -> None:
         try:
-            with s.scope:
+            if s.reset_code is not None:
+                return  # reset before its handler started
+            with trio.CancelScope() as s.scope:
                 await self.handler(s)
         except Exception:
             log.exception("h2 stream %d handler failed", s.id)
@@ -557,7 +561,8 @@ class ServerConn(H2Conn):
         super().forget(stream)
 
     def _stream_reset(self, s: H2Stream) -> None:
-        s.scope.cancel()
+        if s.scope is not None:
+            s.scope.cancel()
 
 
 class ClientConn(H2Conn):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import trio
@@ -185,4 +186,52 @@ async def test_response_ends_before_the_request_body(
         await backend.reset_seen.wait()
         nursery.cancel_scope.cancel()
     assert [code for _, code in backend.resets] == [ErrorCodes.CANCEL]
+    assert await settled(linker) == 0
+
+
+async def test_garbage_never_takes_the_router_down(
+    start_linker: StartLinker, disco: Path, raw_backend: MakeRaw
+) -> None:
+    """Random frames (after a valid preface) and random bytes: connections may be
+    closed, the router keeps serving."""
+
+    async def ok(ex: Exchange) -> None:
+        ex.respond(200, end=True)
+
+    backend = await raw_backend(ok)
+    write_disco(disco, "web", _At(backend.port))  # type: ignore[arg-type]
+    linker = await start_linker(h2_config(disco, identifier=HOST_ID))
+    port = h2_port(linker)
+    rng = random.Random(5)
+    junks = []
+    for i in range(60):
+        if i % 2:
+            # a plausible frame header (length, type, flags, stream) with a random body
+            length = rng.randrange(0, 64)
+            head = length.to_bytes(3, "big") + bytes([rng.randrange(0, 10), rng.randrange(256)])
+            junks.append(head + rng.randrange(0, 8).to_bytes(4, "big") + rng.randbytes(length))
+        else:
+            junks.append(rng.randbytes(rng.randrange(1, 200)))
+
+    async def throw(junk: bytes) -> None:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await RawClient(stream).flush()  # preface and SETTINGS
+        try:
+            await stream.send_all(junk)
+            with trio.move_on_after(0.5):  # (the router may close, or wait for more)
+                while await stream.receive_some(65536):
+                    pass
+        except (trio.BrokenResourceError, OSError):
+            pass
+        await stream.aclose()
+
+    async with trio.open_nursery() as nursery:
+        for junk in junks:
+            nursery.start_soon(throw, junk)
+    c = await RawClient.open(port)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(c.run)
+        r = await c.request(get(b"/after"))
+        assert r.status == 200
+        nursery.cancel_scope.cancel()
     assert await settled(linker) == 0
