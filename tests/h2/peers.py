@@ -336,6 +336,14 @@ class EchoService:
             ctx.abort(grpc.StatusCode.UNAVAILABLE, f"call {n} fails")
         return req
 
+    def flaky_stream(self, reqs: Iterator[bytes], ctx: grpc.ServicerContext) -> bytes:
+        with self.lock:
+            self.calls += 1
+            n = self.calls
+        if n <= self.fail_first:
+            ctx.abort(grpc.StatusCode.UNAVAILABLE, f"call {n} fails")
+        return b"|".join(reqs)
+
     def handler(self) -> grpc.GenericRpcHandler:
         return grpc.method_handlers_generic_handler(
             "test.Echo",
@@ -345,6 +353,7 @@ class EchoService:
                 "ClientStream": grpc.stream_unary_rpc_method_handler(self.client_stream),
                 "Bidi": grpc.stream_stream_rpc_method_handler(self.bidi),
                 "Flaky": grpc.unary_unary_rpc_method_handler(self.flaky),
+                "FlakyStream": grpc.stream_unary_rpc_method_handler(self.flaky_stream),
             },
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -284,3 +285,40 @@ routers:
 """
     with pytest.raises(ConfigError, match="successStatusCodes must list 0"):
         load(text)
+
+
+async def test_streamed_request_is_replayed_within_the_retry_buffer(
+    start_linker: StartLinker, disco: Path, grpc_echo: GrpcServer
+) -> None:
+    disco_to(disco, "test.Echo", grpc_echo)
+    extra = (
+        "  service:\n    responseClassifier:\n      kind: io.l5d.h2.grpc.default\n"
+        "    retries:\n      budget: {minRetriesPerSec: 5, percentCanRetry: 0.0}\n"
+    )
+    linker = await start_linker(h2_config(disco, extra=extra))
+    port = h2_port(linker)
+
+    def messages(*parts: bytes) -> Iterator[bytes]:
+        for p in parts:
+            yield p
+            time.sleep(0.05)  # the body streams: later parts arrive after the first attempt
+
+    def call(*parts: bytes) -> tuple[grpc.StatusCode, bytes]:
+        with channel(port) as ch:
+            try:
+                reply = ch.stream_unary("/test.Echo/FlakyStream")(messages(*parts), timeout=10)
+            except grpc.RpcError as e:
+                return e.code(), b""
+            return grpc.StatusCode.OK, reply
+
+    # the first attempt fails with UNAVAILABLE: the retry replays what was sent so far
+    grpc_echo.service.fail_first = 1
+    assert await trio.to_thread.run_sync(call, b"a", b"b", b"c") == (grpc.StatusCode.OK, b"a|b|c")
+    assert grpc_echo.service.calls == 2
+    assert metric(linker, "rt/h2/service/svc/test.Echo/retries/total") == 1
+    # a body past retryBufferSize.requestBytes (16383) cannot be replayed
+    grpc_echo.service.calls = 0
+    big = b"x" * 20000
+    assert await trio.to_thread.run_sync(call, big, b"tail") == (grpc.StatusCode.UNAVAILABLE, b"")
+    assert grpc_echo.service.calls == 1
+    assert await settled(linker) == 0
