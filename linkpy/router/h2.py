@@ -33,6 +33,7 @@ from typing import Final
 from urllib.parse import quote
 
 import trio
+from hpack import NeverIndexedHeaderTuple
 
 from ..config.schema import RouterConfig, ServerConfig
 from ..errors import (
@@ -154,8 +155,18 @@ class H2Router(HttpRouter):
         self._connecting: dict[Endpoint, trio.Event] = {}
         self._client_settings: dict[Client, tuple[H2Settings, Scope]] = {}
         self._counters: dict[Client, _StreamCount] = {}
+        self._path_headers: dict[Path, bytes] = {}
         self.upstream_streams = 0
         metrics.gauge("h2", "upstream_streams", fn=lambda: float(self.upstream_streams))
+
+    def path_header(self, path: Path) -> bytes:
+        """``l5d-dst-service`` of a logical name (cached)."""
+        value = self._path_headers.get(path)
+        if value is None:
+            if len(self._path_headers) > 10_000:
+                self._path_headers.clear()
+            value = self._path_headers[path] = path.show().encode("latin-1", "replace")
+        return value
 
     def server(self, cfg: ServerConfig, port: int) -> ServerCtx:
         ctx = H2ServerCtx(self, cfg, port)
@@ -653,11 +664,13 @@ class _Exchange:
                 continue
             out.append((k, v))
         out.append((b"via", VIA if via is None else via + b", " + VIA))
-        out.append((b"l5d-dst-service", self.path.show().encode("latin-1", "replace")))
+        out.append((b"l5d-dst-service", self.router.path_header(self.path)))
         out.append((b"l5d-dst-client", target.client_header))
         if target.residual_header:
             out.append((b"l5d-dst-residual", target.residual_header))
-        out.append((b"l5d-reqid", self.reqid))
+        # a value new on every request: kept out of the HPACK table, which then holds
+        # only values that repeat (and stays short to search)
+        out.append(NeverIndexedHeaderTuple(b"l5d-reqid", self.reqid))
         if self.local.dentries:
             out.append((b"l5d-ctx-dtab", self.local.show().encode("latin-1", "replace")))
         if self.deadline is not None:
