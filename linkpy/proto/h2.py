@@ -100,16 +100,20 @@ class Connection(H2Connection):
     largest cost of a request.  linkpy enforces both limits itself (the server side
     refuses streams over its limit, the client side waits for a free slot), so the
     counts asked here only prune the streams the library has closed, once per
-    ``max(256, n)`` new streams (amortised O(1)), and report none open.
+    ``max(256, n)`` new streams (amortised O(1)), and report none open.  (The library
+    keeps closed streams until such a count: without it they would pile up.)
     """
 
+    #: streams opened since the last pruning, and streams left by it
     _opened = 0
+    _kept = 0
 
     def _amortised(self) -> int:
         self._opened += 1
-        if self._opened >= 256 and self._opened >= len(self.streams):
+        if self._opened >= 256 and self._opened >= self._kept:
             self._opened = 0
             self._open_streams(0)  # (deletes closed streams of both parities)
+            self._kept = len(self.streams)
         return 0
 
     def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list[Frame], list[Event]]:
