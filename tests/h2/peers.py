@@ -210,6 +210,7 @@ class RawClient:
         self.done: dict[int, trio.Event] = {}
         self.goaway: h2.events.ConnectionTerminated | None = None
         self.goaway_received = trio.Event()
+        self.pong = trio.Event()
         self.first_data: dict[int, trio.Event] = {}
         self.reset_seen: dict[int, trio.Event] = {}
         self._send_lock = trio.StrictFIFOLock()
@@ -251,6 +252,8 @@ class RawClient:
             r.reset_code = int(e.error_code or 0)
             self.done[sid or 0].set()
             self.reset_seen[sid or 0].set()
+        elif isinstance(e, h2.events.PingAckReceived):
+            self.pong.set()
         elif isinstance(e, h2.events.ConnectionTerminated):
             self.goaway = e
             self.goaway_received.set()

@@ -235,3 +235,33 @@ async def test_garbage_never_takes_the_router_down(
         assert r.status == 200
         nursery.cancel_scope.cancel()
     assert await settled(linker) == 0
+
+
+async def test_ping_and_the_stream_limit(
+    start_linker: StartLinker, disco: Path, raw_backend: MakeRaw
+) -> None:
+    release = trio.Event()
+
+    async def held(ex: Exchange) -> None:
+        await release.wait()
+        ex.respond(200, end=True)
+
+    backend = await raw_backend(held)
+    write_disco(disco, "web", _At(backend.port))  # type: ignore[arg-type]
+    server = "    maxConcurrentStreamsPerConnection: 2\n"
+    linker = await start_linker(h2_config(disco, identifier=HOST_ID, server=server))
+    stream = await trio.open_tcp_stream("127.0.0.1", h2_port(linker))
+    c = RawClient(stream)
+    # three streams in the first flight, before the router's SETTINGS arrive
+    sids = [await c.start(get(b"/%d" % i)) for i in range(3)]
+    c.conn.ping(b"linkpy!!")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(c.run)
+        await c.pong.wait()
+        r = await c.wait(sids[2])
+        assert r.reset_code == ErrorCodes.REFUSED_STREAM  # over the limit of 2
+        release.set()
+        assert [(await c.wait(sid)).status for sid in sids[:2]] == [200, 200]
+        nursery.cancel_scope.cancel()
+    assert c.conn.remote_settings.max_concurrent_streams == 2
+    assert await settled(linker) == 0
