@@ -10,6 +10,7 @@ linkpy demo                        a router on the embedded default with two bac
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
@@ -117,6 +118,27 @@ def os_errors(group: BaseExceptionGroup[OSError]) -> list[OSError]:
     return out
 
 
+#: Allocations (less deallocations) between two young-generation collections.
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def tune_gc() -> None:
+    """Once the linker serves: keep the collector off the hot path.
+
+    What start-up built (config, plugins, dtabs, metrics) lives as long as the
+    process: ``gc.freeze()`` moves it out of the collected generations, so full
+    collections stop walking it.  Requests allocate many short-lived containers
+    (an HTTP/2 request: h2 frames, events, stream state) that reference counting
+    frees; with Python's default threshold (700) young collections ran about every
+    15 proxied h2 requests and took some 5 % of the CPU.  A larger threshold makes
+    them rare; cyclic garbage is still collected.
+    """
+    gc.collect()
+    gc.freeze()
+    _, mid, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, mid, old)
+
+
 async def serve_until_signalled(linker: object, on_ready: Callable[[], None] | None = None) -> None:
     from .linker import Linker
 
@@ -133,6 +155,7 @@ async def serve_until_signalled(linker: object, on_ready: Callable[[], None] | N
                 nursery.cancel_scope.cancel()
 
             await nursery.start(run)
+            tune_gc()
             if on_ready is not None:
                 on_ready()
 

@@ -23,6 +23,7 @@ from .errors import ConfigError, ParseError
 from .metrics import Metrics
 from .naming import SYSTEM_NAMERS, Bound, Dtab, NameTree, Path, State, bind, global_lookup
 from .plugin import Namer, NamerContext
+from .router.h2 import H2Router
 from .router.http import HttpRouter, ServerCtx
 from .router.inet import InetResolver
 from .router.interpreter import Interpreter, TransformingNamer
@@ -106,7 +107,13 @@ class Linker:
                     r.httpAccessLogRotateCount,
                 )
                 self.access_logs.append(access_log)
-            router = HttpRouter(r, interp, scope, telemetry=self.telemetry, access_log=access_log)
+            router: HttpRouter
+            if r.protocol == "h2":
+                router = H2Router(r, interp, scope, telemetry=self.telemetry)
+            else:
+                router = HttpRouter(
+                    r, interp, scope, telemetry=self.telemetry, access_log=access_log
+                )
             runtime = RouterRuntime(router, [])
             for s in r.servers:
                 port = s.port if s.port is not None else DEFAULT_PORTS.get(r.protocol, 0)
@@ -171,6 +178,8 @@ class Linker:
             for access_log in self.access_logs:
                 nursery.start_soon(access_log.run)
             for rt in self.routers:
+                if isinstance(rt.router, H2Router):
+                    await nursery.start(rt.router.run)  # its upstream connections
                 for server, ctx in rt.servers:
                     ctx.port = await nursery.start(server.serve)
             admin = AdminServer(self)

@@ -17,7 +17,7 @@ body that fits the service's retry buffer (``retryBufferSize.requestBytes``).
 from __future__ import annotations
 
 import abc
-from typing import Final
+from typing import Final, Protocol
 
 import attrs
 
@@ -46,11 +46,32 @@ FAILURE: Final = ResponseClass(False)
 RETRYABLE_FAILURE: Final = ResponseClass(False, True)
 
 
+class Response(Protocol):
+    """What a classifier may read of a response beyond its status (headers, trailers)."""
+
+    def header(self, name: bytes) -> bytes | None: ...
+
+
 class Classifier(abc.ABC):
     """Classifies one exchange (``status`` is None when an exception ended it)."""
 
+    #: Whether the classification needs the end of the response stream (HTTP/2
+    #: trailers, as gRPC's status): the h2 router then waits for it, up to the
+    #: service's ``classificationTimeoutMs``.
+    needs_trailers: bool = False
+
     @abc.abstractmethod
     def classify(self, method: bytes, status: int | None) -> ResponseClass: ...
+
+    def classify_response(
+        self,
+        method: bytes,
+        status: int | None,
+        response: Response | None,
+        error: Exception | None,
+    ) -> ResponseClass:
+        """Classify with the response (or the error that ended the exchange) at hand."""
+        return self.classify(method, status)
 
     def __call__(
         self,
@@ -59,6 +80,8 @@ class Classifier(abc.ABC):
         *,
         success_class: bytes | None = None,
         retryable_header: bool = False,
+        response: Response | None = None,
+        error: Exception | None = None,
     ) -> ResponseClass:
         """Classify, honouring ``l5d-success-class`` and ``l5d-retryable`` first."""
         if success_class is not None:
@@ -67,7 +90,7 @@ class Classifier(abc.ABC):
             except ValueError:
                 value = 0.0
             return SUCCESS if value > 0 else FAILURE
-        c = self.classify(method, status)
+        c = self.classify_response(method, status, response, error)
         if not c.success and not c.retryable and retryable_header:
             return RETRYABLE_FAILURE
         return c

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from typing import Protocol
 
 import trio
 
@@ -86,8 +87,15 @@ class PoolConfig:
         return self.idle_time is not None and idle > self.idle_time and open_ > self.min_size
 
 
+class Mux(Protocol):
+    """One multiplexed connection (HTTP/2) an endpoint holds instead of a pool."""
+
+    def close(self) -> None:
+        """No new streams; close once the streams in flight are done."""
+
+
 class Endpoint:
-    """One address of a client: its pool, load and health."""
+    """One address of a client: its pool (or multiplexed connection), load and health."""
 
     __slots__ = (
         "host",
@@ -95,6 +103,7 @@ class Endpoint:
         "weight",
         "metadata",
         "idle",
+        "mux",
         "load",
         "open",
         "waiters",
@@ -114,6 +123,8 @@ class Endpoint:
         self.weight = address.weight if address.weight > 0 else 0.0
         self.metadata = address.metadata
         self.idle: list[ClientConnection] = []
+        #: the HTTP/2 connection of an h2 router (opened on first use)
+        self.mux: Mux | None = None
         #: requests in flight
         self.load = 0
         #: connections open (idle or busy)
@@ -197,6 +208,8 @@ class Endpoint:
     def close_idle(self) -> None:
         while self.idle:
             self._discard(self.idle.pop())
+        if self.mux is not None:
+            self.mux.close()
 
     def expire_idle(self, now: float) -> None:
         """Close the idle connections past their idle time or lifetime, oldest first."""

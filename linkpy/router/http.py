@@ -968,7 +968,11 @@ class _Body:
         return out + last_chunk(self.trailers) if self.complete else out
 
 
-def _deadline(head: RequestHead, timeout: float | None) -> bytes | None:
+class _HasHeaders(Protocol):
+    def get_all(self, name: bytes) -> list[bytes]: ...
+
+
+def _deadline(head: _HasHeaders, timeout: float | None) -> bytes | None:
     """The outgoing ``l5d-ctx-deadline``: the strictest of the incoming ones and ours.
 
     The value is ``<start ns> <deadline ns>`` (epoch nanoseconds), as Finagle writes it.

@@ -11,8 +11,8 @@ time left; each retry may go to another branch of the name's union, as in Linker
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import nullcontext
 from typing import Protocol
 
 import trio
@@ -74,24 +74,29 @@ class Service:
     async def call(
         self,
         method: bytes,
-        replayable: bool,
+        replayable: bool | Callable[[], bool],
         attempt: Callable[[], Awaitable[Attempt]],
     ) -> tuple[Attempt, classifiers.ResponseClass]:
-        """Attempts until a response that is final; raises the last failure."""
+        """Attempts until a response that is final; raises the last failure.
+
+        ``replayable``: whether the request can be sent again, or a function that
+        tells (an HTTP/2 body streams while attempts are made, and stops being
+        replayable once it outgrows the retry buffer).
+        """
+        can_replay = replayable if callable(replayable) else (lambda: replayable)
         self.budget.deposit()
         retries = 0
-        delays = self.backoffs()
+        delays: Iterator[float] | None = None  # (made on the first retry)
         try:
-            with trio.fail_after(
-                self.total_timeout if self.total_timeout is not None else math.inf
-            ):
+            timeout = self.total_timeout
+            with trio.fail_after(timeout) if timeout is not None else nullcontext():
                 while True:
                     try:
                         result = await attempt()
-                    except RoutingError:
+                    except RoutingError as e:
                         # (the attempt recorded the failure against its endpoint)
-                        cls = self.classifier(method, None)
-                        if not (cls.retryable and replayable and self._may_retry()):
+                        cls = self.classifier(method, None, error=e)
+                        if not (cls.retryable and can_replay() and self._may_retry()):
                             raise
                     else:
                         cls = self.classifier(
@@ -99,14 +104,19 @@ class Service:
                             result.status,
                             success_class=result.header(classifiers.SUCCESS_CLASS),
                             retryable_header=result.header(classifiers.RETRYABLE) == b"true",
+                            response=result,
                         )
                         latency = trio.current_time() - result.started
                         result.client.record(result.endpoint, latency, cls.success, result.probe)
-                        if cls.success or not (cls.retryable and replayable and self._may_retry()):
+                        if cls.success or not (
+                            cls.retryable and can_replay() and self._may_retry()
+                        ):
                             return result, cls
                         result.discard()
                     retries += 1
                     self.retries_total.incr()
+                    if delays is None:
+                        delays = self.backoffs()
                     delay = next(delays)
                     if delay > 0:
                         await trio.sleep(delay)

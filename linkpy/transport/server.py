@@ -24,7 +24,7 @@ log = logging.getLogger("linkpy.transport")
 class ConnState:
     """What the server knows of one connection: is it between requests?"""
 
-    __slots__ = ("server", "cancel_scope", "idle", "peer", "local")
+    __slots__ = ("server", "cancel_scope", "idle", "peer", "local", "on_drain")
 
     def __init__(self, server: TcpServer, peer: tuple[str, int], local: tuple[str, int]) -> None:
         self.server = server
@@ -32,6 +32,9 @@ class ConnState:
         self.idle = True
         self.peer = peer
         self.local = local
+        #: Called when the server starts draining while this connection is busy
+        #: (an HTTP/2 connection sends GOAWAY and closes once its streams are done).
+        self.on_drain: Callable[[], None] | None = None
 
     def set_idle(self, idle: bool) -> None:
         """Mark the connection idle (waiting for a request) or busy.
@@ -160,6 +163,8 @@ class TcpServer:
         for conn in list(self.connections):
             if conn.idle:
                 conn.cancel_scope.cancel()
+            elif conn.on_drain is not None:
+                conn.on_drain()
 
     def abort(self) -> None:
         """Close every connection now."""

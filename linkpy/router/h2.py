@@ -1,0 +1,974 @@
+"""The HTTP/2 (and gRPC) router: a task per request stream, one connection per endpoint.
+
+Naming, binding, target picking, clients, balancers, failure accrual and the service
+stack are the HTTP/1.1 router's (:class:`H2Router` extends
+:class:`~linkpy.router.http.HttpRouter`).  What differs is the transport:
+
+- Downstream, each connection is a :class:`~linkpy.transport.h2.ServerConn` (h2c with
+  prior knowledge, or TLS with ALPN ``h2``); each request stream is handled in its own
+  task.  Draining sends GOAWAY and lets the streams in flight finish.
+- Upstream, each endpoint holds one multiplexed
+  :class:`~linkpy.transport.h2.ClientConn`, opened on first use in the router's
+  nursery and replaced once it has received GOAWAY or closed.
+- The request body streams to the endpoint while a copy of its beginning is kept, up
+  to ``retryBufferSize.requestBytes``: while the copy is whole, a retry replays it and
+  then goes on streaming.  The response streams back with backpressure (an item is
+  taken from the upstream stream, so its window reopens, only once it is sent on);
+  trailers pass through.
+- A reset on either side resets the other side with the same code; a stream that
+  ends on one side while the other is still open is reset there (no half-closed
+  leftovers); a lost connection resets its streams' counterparts.
+- Classifiers that need the trailers (gRPC) get them when the response ends within
+  ``classificationTimeoutMs``.  Routing errors answer with ``:status``, ``l5d-err``
+  and, for gRPC requests, ``grpc-status``/``grpc-message`` trailers.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from contextlib import nullcontext
+from typing import Final
+from urllib.parse import quote
+
+import trio
+from hpack import NeverIndexedHeaderTuple
+
+from ..config.schema import RouterConfig, ServerConfig
+from ..errors import (
+    BadRequest,
+    BindingFailed,
+    ConnectFailed,
+    LinkpyError,
+    ParseError,
+    RequestTimeout,
+    RoutingError,
+    UnidentifiedRequest,
+    UpstreamError,
+)
+from ..metrics import Scope
+from ..naming import Addr, Dtab, Failed, Path, Pending
+from ..proto.h2 import (
+    INTERNAL_ERROR,
+    REFUSED_STREAM,
+    H2Settings,
+    Headers,
+    Request,
+    check_response,
+    check_trailers,
+    error_name,
+)
+from ..telemetry import Telemetry
+from ..transport.h2 import (
+    DATA,
+    END,
+    GONE,
+    HEADERS,
+    RESET,
+    TRAILERS,
+    ClientConn,
+    ConnectionGone,
+    H2Stream,
+    NotH2,
+    ServerConn,
+    StreamReset,
+    sniff_preface,
+)
+from ..transport.server import ConnState
+from ..transport.tls import handshake, server_context
+from .classifiers import SUCCESS_CLASS
+from .client import Client, Endpoint
+from .http import HttpRouter, ServerCtx, _deadline, _err_header, _Rejected
+from .identifiers import Identifier, identify
+from .interpreter import Binding, Interpreter
+from .routing import Route, Target, no_hosts
+from .service import Service
+
+log = logging.getLogger("linkpy.router.h2")
+
+VIA: Final = b"2 linkpy"
+#: Linkerd's h2 defaults (reference section 12.2).
+DEFAULT_MAX_STREAMS: Final = 1000
+DEFAULT_CALL_DEPTH: Final = 10
+DEFAULT_CLASSIFICATION_TIMEOUT: Final = 0.1
+DEFAULT_RESPONSE_BUFFER: Final = 16383
+
+#: gRPC status for a routing error, by HTTP status (the gRPC spec's HTTP mapping).
+GRPC_FOR_STATUS: Final = {400: 13, 404: 12, 405: 12, 429: 14, 502: 14, 503: 14, 504: 14}
+GRPC_DEADLINE_EXCEEDED: Final = 4
+
+#: Request headers the router sets itself (any incoming value is dropped).
+_OWN: Final = frozenset(
+    {b"l5d-dst-service", b"l5d-dst-client", b"l5d-dst-residual", b"l5d-reqid", b"via"}
+)
+
+
+def server_settings(cfg: ServerConfig) -> H2Settings:
+    return H2Settings(
+        initial_stream_window=cfg.initialStreamWindowBytes,
+        initial_connection_window=cfg.initialConnectionWindowBytes,
+        max_frame=cfg.maxFrameBytes,
+        max_header_list=cfg.maxHeaderListBytes,
+        max_concurrent_streams=(
+            cfg.maxConcurrentStreamsPerConnection
+            if cfg.maxConcurrentStreamsPerConnection is not None
+            else DEFAULT_MAX_STREAMS
+        ),
+        header_table=cfg.headerTableBytes,
+    )
+
+
+class H2ServerCtx(ServerCtx):
+    """A server of an h2 router: its HTTP/2 settings, TLS context and open streams."""
+
+    def __init__(self, router: H2Router, cfg: ServerConfig, port: int) -> None:
+        self.open_streams = 0
+        super().__init__(router, cfg, port)
+        self.settings = server_settings(cfg)
+        self.max_call_depth = (
+            cfg.maxCallDepth if cfg.maxCallDepth is not None else DEFAULT_CALL_DEPTH
+        )
+        tls = cfg.tls
+        self.tls = server_context(tls, ["h2"]) if tls is not None and tls.enabled else None
+
+    def bind(self, port: int) -> None:
+        super().bind(port)
+        self.metrics.gauge("open_streams", fn=lambda: float(self.open_streams))
+
+    def count(self, delta: int) -> None:
+        self.open_streams += delta
+
+
+class H2Router(HttpRouter):
+    """A ``protocol: h2`` router."""
+
+    def __init__(
+        self,
+        cfg: RouterConfig,
+        interpreter: Interpreter,
+        metrics: Scope,
+        *,
+        identifiers: list[Identifier] | None = None,
+        telemetry: Telemetry | None = None,
+    ) -> None:
+        super().__init__(cfg, interpreter, metrics, identifiers=identifiers, telemetry=telemetry)
+        self._nursery: trio.Nursery | None = None
+        self._connecting: dict[Endpoint, trio.Event] = {}
+        self._client_settings: dict[Client, tuple[H2Settings, Scope]] = {}
+        self._counters: dict[Client, _StreamCount] = {}
+        self._path_headers: dict[Path, bytes] = {}
+        self.upstream_streams = 0
+        metrics.gauge("h2", "upstream_streams", fn=lambda: float(self.upstream_streams))
+
+    def path_header(self, path: Path) -> bytes:
+        """``l5d-dst-service`` of a logical name (cached)."""
+        value = self._path_headers.get(path)
+        if value is None:
+            if len(self._path_headers) > 10_000:
+                self._path_headers.clear()
+            value = self._path_headers[path] = path.show().encode("latin-1", "replace")
+        return value
+
+    def server(self, cfg: ServerConfig, port: int) -> ServerCtx:
+        ctx = H2ServerCtx(self, cfg, port)
+        self.servers.append(ctx)
+        return ctx
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The nursery of the upstream connections (until cancelled)."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
+
+    # -- downstream connections ----------------------------------------------------
+
+    async def serve_connection(
+        self, stream: trio.SocketStream, state: ConnState, srv: ServerCtx
+    ) -> None:
+        assert isinstance(srv, H2ServerCtx)
+        state.set_idle(False)  # draining closes h2 connections with GOAWAY (on_drain)
+        srv.connects.incr()
+        srv.open_connections += 1
+        try:
+            transport: trio.abc.Stream = stream
+            initial = b""
+            if srv.tls is not None:
+                tls = await handshake(stream, srv.tls)
+                if tls is None:
+                    return
+                if tls.selected_alpn_protocol() not in (None, "h2"):
+                    return
+                transport = tls
+            else:
+                try:
+                    sniffed = await sniff_preface(stream)
+                except NotH2 as e:
+                    await self._not_h2(stream, e.data)
+                    return
+                if sniffed is None:
+                    return
+                initial = sniffed
+
+            async def handler(s: H2Stream) -> None:
+                await self.handle_stream(s, srv)
+
+            conn = ServerConn(transport, srv.settings, handler, on_count=srv.count)
+            state.on_drain = conn.drain
+            if state.should_close:
+                conn.drain()
+            await conn.serve(initial)
+        finally:
+            srv.open_connections -= 1
+
+    async def _not_h2(self, stream: trio.SocketStream, data: bytes) -> None:
+        """An HTTP/1 request on an h2c port: say so, in HTTP/1.1, and close."""
+        if data[:1].isalpha():
+            msg = b"This is an HTTP/2 (prior knowledge) router"
+            with trio.move_on_after(1):
+                try:
+                    await stream.send_all(
+                        b"HTTP/1.1 505 HTTP Version Not Supported\r\n"
+                        b"l5d-err: " + msg.replace(b" ", b"+") + b"\r\n"
+                        b"Content-Type: text/plain\r\nConnection: close\r\n"
+                        b"Content-Length: %d\r\n\r\n" % len(msg) + msg
+                    )
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    pass
+
+    # -- one request stream -----------------------------------------------------------
+
+    async def handle_stream(self, s: H2Stream, srv: H2ServerCtx) -> None:
+        req = s.request
+        assert req is not None
+        start = time.perf_counter()
+        srv.requests.incr()
+        srv.inflight += 1
+        status = 0
+        svc: Service | None = None
+        ex = _Exchange(self, s, req, srv)
+        try:
+            if srv.max_concurrent is not None and srv.inflight > srv.max_concurrent:
+                raise _Rejected(503, "max concurrent requests exceeded", "overloaded")
+            if req.method == b"CONNECT":
+                raise _Rejected(405, "CONNECT tunnelling is not supported", "connect")
+            local = Dtab.empty
+            if req.has_l5d:
+                if srv.clear_context:
+                    req.headers = [
+                        (k, v) for k, v in req.headers if k[:4] != b"l5d-" and k != b"dtab-local"
+                    ]
+                else:
+                    local = self._h2_local_dtab(req)
+            self._check_depth(req, srv)
+            path = identify(self.identifiers, req)
+            if not isinstance(path, Path):
+                raise UnidentifiedRequest(
+                    f"Unknown destination: {req.method.decode()} "
+                    f"{req.target.decode('latin-1')} / {path}"
+                )
+            svc = self.service_for(path)
+            svc.requests.incr()
+            binding = self.interpreter.binding(path, local)
+            if binding.var.sample() is Pending:
+                await self._wait_bound(binding)
+            st = binding.var.sample()
+            if isinstance(st, Failed):
+                raise BindingFailed(f"binding {path.show()} failed: {st.exc}")
+            status = await ex.forward(path, local, binding, svc)
+        except _UpstreamReset as e:
+            status = e.status
+            srv.failure_scope.counter("reset").incr()
+            s.reset(e.code)
+        except RoutingError as e:
+            status = e.status
+            await ex.respond_error(e, e.kind)
+        except _Rejected as e:
+            status = e.status
+            await ex.respond_error(e, e.kind)
+        except StreamReset as e:
+            # the downstream went away, or the response broke off mid-stream
+            status = 0
+            s.reset(e.code)
+        finally:
+            srv.inflight -= 1
+            ex.finish()
+        elapsed_ms = (time.perf_counter() - start) * 1000.0
+        srv.latency.add(elapsed_ms)
+        srv.status_scope.counter(str(status)).incr()
+        ok = (0 < status < 500 if ex.success is None else ex.success) and ex.clean
+        if ok:
+            srv.success.incr()
+        else:
+            srv.failures.incr()
+        if svc is not None:
+            svc.latency.add(elapsed_ms)
+            if ok:
+                svc.success.incr()
+            else:
+                svc.failures.incr()
+
+    def _h2_local_dtab(self, req: Request) -> Dtab:
+        ctx: list[bytes] = []
+        user: list[bytes] = []
+        kept: Headers = []
+        for k, v in req.headers:
+            if k == b"l5d-ctx-dtab":
+                ctx.append(v)
+            elif k == b"l5d-dtab":
+                user.append(v)
+            else:
+                kept.append((k, v))
+        if not ctx and not user:
+            return Dtab.empty
+        req.headers = kept
+        local = Dtab.empty
+        for v in ctx + user:
+            if v.strip():
+                try:
+                    local = local + self._read_dtab(v)
+                except ParseError as e:  # pragma: no cover - _read_dtab converts
+                    raise BadRequest(f"Invalid dtab: {e}") from None
+        return local
+
+    def _check_depth(self, req: Request, srv: H2ServerCtx) -> None:
+        depth = 0
+        for k, v in req.headers:
+            if k == b"via":
+                depth += len([x for x in v.split(b",") if x.strip()])
+        if depth > srv.max_call_depth:
+            raise _Rejected(
+                400,
+                f"Maximum number of calls ({srv.max_call_depth}) has been exceeded. "
+                "Please check for proxy loops.",
+                "max_call_depth",
+            )
+
+    # -- upstream connections -------------------------------------------------------------
+
+    def _settings_for(self, client: Client) -> tuple[H2Settings, Scope]:
+        found = self._client_settings.get(client)
+        if found is None:
+            name = client.id if isinstance(client.id, Path) else Path.empty
+            p, _ = self.client_params.resolve(name)
+            settings = H2Settings(
+                initial_stream_window=p.initialStreamWindowBytes,
+                initial_connection_window=p.initialConnectionWindowBytes,
+                max_frame=p.maxFrameBytes,
+                max_header_list=p.maxHeaderListBytes,
+                header_table=p.headerTableBytes,
+            )
+            found = (settings, client.metrics)
+            self._client_settings[client] = found
+            counter = _StreamCount(self)
+            client.metrics.gauge("open_streams", fn=lambda: float(counter.n))
+            self._counters[client] = counter
+        return found
+
+    async def connection(self, ep: Endpoint, client: Client) -> ClientConn:
+        """The endpoint's connection: the current one, or a new one (one connect at once)."""
+        while True:
+            conn = ep.mux
+            if isinstance(conn, ClientConn) and conn.usable:
+                return conn
+            pending = self._connecting.get(ep)
+            if pending is None:
+                break
+            await pending.wait()
+        settings, _ = self._settings_for(client)
+        counter = self._counters[client]
+        done = trio.Event()
+        self._connecting[ep] = done
+        try:
+            conn = await ClientConn.connect(
+                ep.host,
+                ep.port,
+                settings,
+                client.pool.connect_timeout,
+                on_count=counter.count,
+            )
+            client.connects.incr()
+            ep.mux = conn
+            ep.open += 1
+            assert self._nursery is not None, "H2Router.run is not running"
+            self._nursery.start_soon(self._run_connection, ep, client, conn)
+        finally:
+            del self._connecting[ep]
+            done.set()
+        return conn
+
+    async def _run_connection(self, ep: Endpoint, client: Client, conn: ClientConn) -> None:
+        try:
+            await conn.run()
+        except Exception:  # an upstream connection never takes the router down
+            log.exception("h2 connection to %s failed", ep.show())
+        finally:
+            ep.open -= 1
+            client.closes.incr()
+            if ep.mux is conn:
+                ep.mux = None
+
+    def close(self) -> None:
+        super().close()
+        self._client_settings.clear()
+        self._counters.clear()
+
+
+class _StreamCount:
+    """Open upstream streams of one client (and of the router)."""
+
+    __slots__ = ("router", "n")
+
+    def __init__(self, router: H2Router) -> None:
+        self.router = router
+        self.n = 0
+
+    def count(self, delta: int) -> None:
+        self.n += delta
+        self.router.upstream_streams += delta
+
+
+class _UpstreamReset(UpstreamError):
+    """The endpoint reset the stream before its response head."""
+
+    kind = "reset"
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _Requeue(LinkpyError):
+    """The request never reached the endpoint (connect failure, refused stream).
+
+    ``free``: the endpoint's connection went away under it (GOAWAY); sending it on a
+    new connection does not draw on the requeue budget.
+    """
+
+    def __init__(self, error: RoutingError, free: bool = False) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.free = free
+
+
+class _Body:
+    """The downstream request body: read once, its beginning kept for retries.
+
+    ``chunks`` hold every byte taken from the downstream stream while they fit in
+    ``limit``; past it they are dropped and the request is no longer replayable.
+    """
+
+    __slots__ = ("stream", "limit", "chunks", "size", "overflow", "ended", "trailers")
+
+    def __init__(self, stream: H2Stream, limit: int) -> None:
+        self.stream = stream
+        self.limit = limit
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.overflow = False
+        self.ended = False
+        self.trailers: Headers | None = None
+
+    def replayable(self) -> bool:
+        return not self.overflow
+
+    def _keep(self, data: bytes) -> None:
+        if self.overflow:
+            return
+        self.size += len(data)
+        if self.size > self.limit:
+            self.overflow = True
+            self.chunks = []
+        else:
+            self.chunks.append(data)
+
+    def take(self, item: tuple[int, object, int]) -> None:
+        kind, value, _ = item
+        if kind == DATA:
+            self._keep(value)  # type: ignore[arg-type]
+        elif kind == TRAILERS:
+            t = check_trailers(value)  # type: ignore[arg-type]
+            if isinstance(t, str):
+                raise StreamReset(INTERNAL_ERROR, f"malformed request trailers: {t}")
+            self.trailers = t
+        elif kind == END:
+            self.ended = True
+        elif kind == RESET:
+            raise StreamReset(value)  # type: ignore[arg-type]
+
+    async def absorb(self) -> None:
+        """Take what already arrived (the whole body of most unary requests)."""
+        s = self.stream
+        while s.items and not self.ended:
+            kind, value, _ = s.items[0]
+            if kind == DATA and self.size + len(value) > self.limit:  # type: ignore[arg-type]
+                return  # (the pump sends it, once)
+            self.take(await s.receive())
+
+
+class _Attempt:
+    """The response head from one endpoint, its body still in the upstream stream."""
+
+    __slots__ = (
+        "status",
+        "headers",
+        "up",
+        "client",
+        "endpoint",
+        "probe",
+        "started",
+        "pump",
+        "done",
+    )
+
+    def __init__(
+        self,
+        status: int,
+        headers: Headers,
+        up: H2Stream,
+        client: Client,
+        ep: Endpoint,
+        probe: bool,
+        started: float,
+        pump: trio.CancelScope | None,
+    ) -> None:
+        self.status = status
+        self.headers = headers
+        self.up = up
+        self.client = client
+        self.endpoint = ep
+        self.probe = probe
+        self.started = started
+        self.pump = pump
+        self.done = False
+
+    def header(self, name: bytes) -> bytes | None:
+        """A trailer (when the response already ended) or else a header."""
+        for kind, value, _ in self.up.items:
+            if kind == TRAILERS:
+                for k, v in value:  # type: ignore[attr-defined]
+                    if k == name:
+                        return v  # type: ignore[no-any-return]
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return None
+
+    def finish(self) -> None:
+        if not self.done:
+            self.done = True
+            self.endpoint.load -= 1
+            if self.pump is not None:
+                self.pump.cancel()
+            self.up.close()
+
+    def discard(self) -> None:
+        self.finish()
+
+
+class _Exchange:
+    """One downstream request stream on its way through the router."""
+
+    __slots__ = (
+        "router",
+        "s",
+        "req",
+        "srv",
+        "nursery",
+        "body",
+        "path",
+        "local",
+        "reqid",
+        "deadline",
+        "headers_sent",
+        "clean",
+        "attempts",
+        "svc",
+        "success",
+    )
+
+    def __init__(self, router: H2Router, s: H2Stream, req: Request, srv: H2ServerCtx) -> None:
+        self.router = router
+        self.s = s
+        self.req = req
+        self.srv = srv
+        self.nursery: trio.Nursery | None = None
+        self.body: _Body | None = None
+        self.path = Path.empty
+        self.local = Dtab.empty
+        self.reqid = b""
+        self.deadline: bytes | None = None
+        self.headers_sent = False
+        #: no reset ended the exchange
+        self.clean = True
+        self.attempts: list[_Attempt] = []
+        self.svc: Service | None = None
+        #: the classification of the response (None: no response came)
+        self.success: bool | None = None
+
+    def finish(self) -> None:
+        for a in self.attempts:
+            a.finish()
+
+    # -- forwarding --------------------------------------------------------------------
+
+    async def forward(self, path: Path, local: Dtab, binding: Binding, svc: Service) -> int:
+        router = self.router
+        route = router.route(binding)
+        self.path = path
+        self.local = local
+        self.svc = svc
+        body = _Body(self.s, svc.retry_buffer)
+        self.body = body
+        await body.absorb()
+        self.reqid = b"%016x" % random.getrandbits(64)
+        if self.req.has_l5d or svc.total_timeout is not None:
+            self.deadline = _deadline(self.req, svc.total_timeout)
+        if body.ended:  # the whole body is here (most unary calls): nothing to pump
+            return await self._exchange(route, svc)
+        failure: Exception | None = None
+        status = 0
+        async with trio.open_nursery() as nursery:
+            self.nursery = nursery
+            try:
+                status = await self._exchange(route, svc)
+            except Exception as e:  # re-raised below, outside the nursery (no group)
+                failure = e
+            nursery.cancel_scope.cancel()  # a request body still streaming is done
+        if failure is not None:
+            raise failure
+        return status
+
+    async def _exchange(self, route: Route, svc: Service) -> int:
+        """The service stack's attempts, then the chosen response streamed back."""
+        assert self.body is not None
+        result, cls = await svc.call(
+            self.req.method, self.body.replayable, lambda: self.attempt(route)
+        )
+        assert isinstance(result, _Attempt)
+        self.success = cls.success
+        client = result.client
+        client.success.incr() if cls.success else client.failures.incr()
+        client.status_scope.counter(str(result.status)).incr()
+        client.latency.add((trio.current_time() - result.started) * 1000.0)
+        await self._respond(result, b"" if self.srv.clear_context else cls.header)
+        return result.status
+
+    def _outgoing(self, target: Target, end: bool) -> Headers:
+        req = self.req
+        out = req.pseudo()
+        via = None
+        for k, v in req.headers:
+            if k in _OWN:
+                if k == b"via":
+                    via = v if via is None else via + b", " + v
+                continue
+            out.append((k, v))
+        out.append((b"via", VIA if via is None else via + b", " + VIA))
+        out.append((b"l5d-dst-service", self.router.path_header(self.path)))
+        out.append((b"l5d-dst-client", target.client_header))
+        if target.residual_header:
+            out.append((b"l5d-dst-residual", target.residual_header))
+        # a value new on every request: kept out of the HPACK table, which then holds
+        # only values that repeat (and stays short to search)
+        out.append(NeverIndexedHeaderTuple(b"l5d-reqid", self.reqid))
+        if self.local.dentries:
+            out.append((b"l5d-ctx-dtab", self.local.show().encode("latin-1", "replace")))
+        if self.deadline is not None:
+            out = [(k, v) for k, v in out if k != b"l5d-ctx-deadline"]
+            out.append((b"l5d-ctx-deadline", self.deadline))
+        return out
+
+    async def attempt(self, route: Route) -> _Attempt:
+        """Pick a target and an endpoint, open a stream, wait for the response head."""
+        router = self.router
+        target = route.pick()
+        client = target.client
+        client.requests.incr()
+        if client.addr is Addr.Pending:
+            await router._wait_addr(client, self.path)
+        if not client.live:
+            raise no_hosts(self.path, router.interpreter.base, self.local)
+        requeues = 0
+        tried: set[Endpoint] = set()
+        try:
+            while True:
+                ep = client.pick()
+                if ep is None:
+                    raise no_hosts(self.path, router.interpreter.base, self.local)
+                if ep in tried:
+                    ep = next((e for e in client.live if e not in tried and e.available), ep)
+                tried.add(ep)
+                probe = client.started(ep)
+                started = trio.current_time()
+                ep.load += 1
+                try:
+                    return await self._on(ep, client, target, probe, started)
+                except _Requeue as r:
+                    ep.load -= 1
+                    body = self.body
+                    if (
+                        body is not None
+                        and body.replayable()
+                        and requeues < 25
+                        and (r.free or (requeues <= len(client.live) and client.may_requeue()))
+                    ):
+                        requeues += 1
+                        continue
+                    raise r.error from None
+                except BaseException:
+                    ep.load -= 1
+                    raise
+        finally:
+            client.requeues_per_request.add(requeues)
+
+    async def _on(
+        self, ep: Endpoint, client: Client, target: Target, probe: bool, started: float
+    ) -> _Attempt:
+        timeout = client.attempt_timeout
+        body = self.body
+        assert body is not None
+        up: H2Stream | None = None
+        pump: trio.CancelScope | None = None
+        attempt: _Attempt | None = None
+        try:
+            with trio.fail_after(timeout) if timeout is not None else nullcontext():
+                try:
+                    conn = await self.router.connection(ep, client)
+                except ConnectFailed as e:
+                    client.record(ep, trio.current_time() - started, False, probe)
+                    client.connect_failed(ep)
+                    raise _Requeue(
+                        ConnectFailed(
+                            f"Unable to establish connection to {ep.show()}: {e}. "
+                            f"service name: {self.path.show()}; client name: {client.id_show}"
+                        )
+                    ) from None
+                complete = body.ended
+                empty = complete and not body.chunks and body.trailers is None
+                up = await conn.open_stream(self._outgoing(target, empty), empty)
+                if not empty:
+                    if complete:
+                        await self._send_buffered(up, end=True)
+                    else:
+                        assert self.nursery is not None
+                        pump = trio.CancelScope()
+                        self.nursery.start_soon(self._pump, up, pump)
+                headers = await self._response_head(up, ep, client)
+                attempt = _Attempt(headers[0], headers[1], up, client, ep, probe, started, pump)
+                self.attempts.append(attempt)
+                await self._await_classification(up)
+                return attempt
+        except trio.TooSlowError:
+            self._drop(up, pump, attempt)
+            client.record(ep, trio.current_time() - started, False, probe)
+            raise RequestTimeout(
+                f"exceeded {(timeout or 0) * 1000:.0f}ms request attempt timeout "
+                f"to {ep.show()} ({client.id_show})"
+            ) from None
+        except _Requeue:
+            self._drop(up, pump, attempt)
+            raise
+        except ConnectionGone as e:
+            # the connection closed or sent GOAWAY before the endpoint saw the request
+            self._drop(up, pump, attempt)
+            raise _Requeue(
+                UpstreamError(f"{ep.show()} ({client.id_show}): {e}"), free=True
+            ) from None
+        except StreamReset as e:
+            self._drop(up, pump, attempt)
+            if e.code == REFUSED_STREAM:
+                # RFC 9113 section 8.7: refused streams were not processed
+                raise _Requeue(
+                    _UpstreamReset(e.code, f"{ep.show()} refused the stream ({client.id_show})")
+                ) from None
+            client.record(ep, trio.current_time() - started, False, probe)
+            raise _UpstreamReset(
+                e.code, f"{ep.show()} reset the stream: {error_name(e.code)} ({client.id_show})"
+            ) from None
+        except UpstreamError:
+            self._drop(up, pump, attempt)
+            client.record(ep, trio.current_time() - started, False, probe)
+            raise
+        except BaseException:
+            self._drop(up, pump, attempt)
+            raise
+
+    def _drop(
+        self, up: H2Stream | None, pump: trio.CancelScope | None, attempt: _Attempt | None
+    ) -> None:
+        if attempt is not None:
+            self.attempts.remove(attempt)
+        if pump is not None:
+            pump.cancel()
+        if up is not None:
+            up.close()
+
+    async def _send_buffered(self, up: H2Stream, end: bool) -> None:
+        body = self.body
+        assert body is not None
+        chunks = body.chunks
+        last = len(chunks) - 1
+        no_trailers = body.trailers is None
+        for i, c in enumerate(chunks):
+            await up.send_data(c, end=end and no_trailers and i == last)
+        if end:
+            if body.trailers is not None:
+                up.send_trailers(body.trailers)
+            elif not chunks:
+                await up.send_data(b"", end=True)
+
+    async def _pump(self, up: H2Stream, scope: trio.CancelScope) -> None:
+        """Stream the request body (replaying what was kept) to one attempt's stream."""
+        body = self.body
+        assert body is not None
+        s = self.s
+        with scope:
+            try:
+                await self._send_buffered(up, end=False)
+                while not body.ended:
+                    item = await s.receive()
+                    body.take(item)
+                    kind, value, _ = item
+                    if kind == DATA:
+                        await up.send_data(value)  # type: ignore[arg-type]
+                    elif kind == TRAILERS:
+                        up.send_trailers(body.trailers or [])
+                        return
+                if body.trailers is None:
+                    await up.send_data(b"", end=True)
+            except StreamReset as e:
+                # Either side is gone: a downstream reset cancels the whole exchange,
+                # an upstream one shows on the response side.
+                log.debug("request body to upstream stream %d stopped: %s", up.id, e)
+
+    async def _response_head(
+        self, up: H2Stream, ep: Endpoint, client: Client
+    ) -> tuple[int, Headers]:
+        while True:
+            kind, value, _ = await up.receive()
+            if kind == HEADERS:
+                checked = check_response(value)  # type: ignore[arg-type]
+                if isinstance(checked, str):
+                    up.reset(INTERNAL_ERROR)
+                    raise UpstreamError(f"{ep.show()} ({client.id_show}): {checked}")
+                return checked
+            if kind == RESET:
+                raise StreamReset(value)  # type: ignore[arg-type]
+            if kind == GONE:
+                raise ConnectionGone(f"{ep.show()} closed the connection (GOAWAY)")
+            raise UpstreamError(f"{ep.show()} ({client.id_show}): data before a response head")
+
+    async def _await_classification(self, up: H2Stream) -> None:
+        """Let a classifier that reads trailers see them, when they come in time."""
+        svc = self.svc
+        body = self.body
+        if svc is None or body is None or not svc.classifier.needs_trailers:
+            return
+        if up.finished or not body.replayable():
+            return
+        params = svc.params
+        timeout = (
+            params.classificationTimeoutMs / 1000.0
+            if params.classificationTimeoutMs is not None
+            else DEFAULT_CLASSIFICATION_TIMEOUT
+        )
+        limit = (
+            params.retryBufferSize.responseBytes
+            if params.retryBufferSize is not None
+            else DEFAULT_RESPONSE_BUFFER
+        )
+        with trio.move_on_after(timeout):
+            while not up.finished and up.buffered <= limit:
+                await up.wait()
+
+    # -- the response ------------------------------------------------------------------------
+
+    async def _respond(self, result: _Attempt, success_class: bytes) -> None:
+        s = self.s
+        up = result.up
+        out: Headers = [(b":status", str(result.status).encode())]
+        for k, v in result.headers:
+            if k != b"l5d-success-class":
+                out.append((k, v))
+        if success_class:
+            out.append((SUCCESS_CLASS, success_class))
+        items = up.items
+        ends_now = bool(items) and items[0][0] == END
+        s.send_headers(out, end=ends_now)
+        self.headers_sent = True
+        if ends_now:
+            return
+        while True:
+            kind, value, _ = await up.receive()
+            if kind == DATA:
+                if value:
+                    end = bool(up.items) and up.items[0][0] == END
+                    await s.send_data(value, end=end)  # type: ignore[arg-type]
+                    if end:
+                        return
+            elif kind == TRAILERS:
+                t = check_trailers(value)  # type: ignore[arg-type]
+                if isinstance(t, str):
+                    self.clean = False
+                    s.reset(INTERNAL_ERROR)
+                    return
+                s.send_trailers(t)
+                return
+            elif kind == END:
+                await s.send_data(b"", end=True)
+                return
+            elif kind in (RESET, GONE):
+                self.clean = False
+                s.reset(value)  # type: ignore[arg-type]
+                return
+
+    # -- errors ---------------------------------------------------------------------------------
+
+    async def respond_error(self, e: LinkpyError, kind: str) -> None:
+        router = self.router
+        srv = self.srv
+        s = self.s
+        status = int(getattr(e, "status", 502))
+        srv.failure_scope.counter(kind).incr()
+        if isinstance(e, UnidentifiedRequest):
+            router.unidentified.incr()
+        if self.headers_sent or s.reset_code is not None:
+            self.clean = False
+            s.reset(INTERNAL_ERROR)
+            return
+        message = str(e)
+        # gRPC clients read grpc-status only from a 200 response (the gRPC spec's
+        # HTTP/2 mapping): a gRPC request's error is a trailers-only 200 whose
+        # grpc-status stands for Linkerd's HTTP status.
+        headers: Headers = [
+            (b":status", b"200" if self.req.grpc else str(status).encode()),
+            (b"l5d-err", _err_header(message, router.max_headers)),
+            (b"via", VIA),
+        ]
+        if getattr(e, "retryable", False):
+            headers.append((b"l5d-retryable", b"true"))
+        try:
+            if self.req.grpc:
+                code = GRPC_FOR_STATUS.get(status, 2)
+                if isinstance(e, RequestTimeout):
+                    code = GRPC_DEADLINE_EXCEEDED
+                headers.append((b"content-type", b"application/grpc"))
+                headers.append((b"grpc-status", str(code).encode()))
+                headers.append((b"grpc-message", _grpc_message(message)))
+                s.send_headers(headers, end=True)
+            else:
+                payload = message.encode("utf-8", "replace")[: router.max_err]
+                headers.append((b"content-type", b"text/plain"))
+                headers.append((b"content-length", str(len(payload)).encode()))
+                s.send_headers(headers, end=not payload)
+                if payload:
+                    await s.send_data(payload, end=True)
+        except StreamReset:
+            self.clean = False
+
+
+def _grpc_message(text: str) -> bytes:
+    """gRPC's percent-encoding of ``grpc-message`` (printable ASCII but ``%`` kept)."""
+    return quote(text, safe=" !\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~").encode("ascii")[:4096]
