@@ -1,0 +1,173 @@
+"""Added latency at fixed rates: linkpy (and the pass-through proxy) minus direct.
+
+performance.md 6.2 (2): h2load ``--h1 -c 50 --rps R/50 -n 10R -r 1 --rate-period=1ms
+--log-file=...`` for R = 500, 1,000, 2,000 and 50 % of linkpy's maximum (measured
+first, in this run, with wrk -c50).  Open loop at a low rate per connection, client
+starts staggered by 1 ms; p50/p99/p99.9/max computed from the per-request log.  The
+added latency of a proxy is its percentile minus the direct percentile at the same rate.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from typing import Any
+
+from . import report, tools
+
+RATES = (500, 1000, 2000)
+SECONDS = 10
+CLIENTS = 50
+QUANTILES = (0.5, 0.99, 0.999)
+TARGET_P99_MS = 1.0
+TARGET_P999_MS = 4.0
+
+
+def _stats(durations_us: list[int]) -> list[float]:
+    v = sorted(durations_us)
+    return [tools.percentile(v, q) / 1000.0 for q in QUANTILES] + [
+        v[-1] / 1000.0 if v else float("nan")
+    ]
+
+
+def run() -> None:
+    tools.ensure_tools()
+    measured: dict[tuple[str, int], dict[str, Any]] = {}
+    with ExitStack() as stack:
+        ngx = stack.enter_context(tools.nginx())
+        pt = stack.enter_context(tools.passthrough())
+        lp = stack.enter_context(tools.linkpy())
+        workers = tools.nginx_workers(ngx)
+        tools.wrk(tools.PASSTHROUGH_PORT, 50, 2)
+        tools.wrk(tools.LINKPY_PORT, 50, 2)
+        tools.wait_quiet()
+        max_rps = tools.wrk(tools.LINKPY_PORT, 50, 5).rps
+        half = max(CLIENTS, round(max_rps / 2 / CLIENTS) * CLIENTS)
+        rates = sorted({*RATES, half})
+        targets = {
+            "direct": (tools.NGINX_HTTP[0], workers),
+            "pass-through": (tools.PASSTHROUGH_PORT, [pt.pid, *workers]),
+            "linkpy": (tools.LINKPY_PORT, [lp.pid, *workers]),
+        }
+        for rate in rates:
+            for name, (port, pids) in targets.items():
+                print(f"   {name} at {rate} req/s", flush=True)
+                log = tools.OUT / "h2load" / f"latency-{name}-{rate}.log"
+                tools.wait_quiet()
+                with tools.Meter(pids) as m:
+                    r = tools.h2load(
+                        port, tools.fixed_rate_args(rate, SECONDS, CLIENTS), h1=True, log=log
+                    )
+                measured[(name, rate)] = {
+                    "stats": _stats(r.durations_us),
+                    "rps": r.rps,
+                    "ok": r.ok,
+                    "total": r.total,
+                    "cpu_us": m.cpu[pids[0]] / max(1, r.ok) * 1e6,
+                    "util": m.cpu[pids[0]] / m.elapsed,
+                    "foreign": m.foreign,
+                }
+    rows: list[list[Any]] = []
+    added: list[list[Any]] = []
+    at_1k: dict[str, float] = {}
+    for rate in rates:
+        label = f"{rate:,}" + (" (50 % of max)" if rate == half else "")
+        d = measured[("direct", rate)]["stats"]
+        for name in ("direct", "pass-through", "linkpy"):
+            x = measured[(name, rate)]
+            rows.append(
+                [
+                    label,
+                    name,
+                    x["rps"],
+                    f"{x['ok']:,}/{x['total']:,}",
+                    *x["stats"],
+                    x["cpu_us"],
+                    f"{x['util'] * 100:.0f} %",
+                    f"{x['foreign']:.2f}",
+                ]
+            )
+        for name in ("pass-through", "linkpy"):
+            s = measured[(name, rate)]["stats"]
+            diff = [a - b for a, b in zip(s, d, strict=True)]
+            added.append([label, name, *diff])
+            if name == "linkpy" and rate == 1000:
+                at_1k = {"p50": diff[0], "p99": diff[1], "p999": diff[2]}
+    lp1k = measured[("linkpy", 1000)]
+    why = (
+        f"at 1,000 req/s linkpy's core was {lp1k['util'] * 100:.0f} % busy "
+        f"({lp1k['cpu_us']:.0f} µs of CPU per request); other load {lp1k['foreign']:.2f} cores"
+    )
+    report.save(
+        "latency",
+        "Added latency at fixed rates (HTTP/1.1)",
+        [
+            {
+                "caption": f"h2load --h1, {CLIENTS} connections at rate/{CLIENTS} requests/s "
+                f"each, starts 1 ms apart, {SECONDS} s per rate; percentiles from the "
+                "per-request log (ms). 50 % of max: half of linkpy's wrk -c50 maximum "
+                f"measured in this run ({max_rps:,.0f} req/s).",
+                "columns": [
+                    "rate (req/s)",
+                    "through",
+                    "achieved req/s",
+                    "2xx/sent",
+                    "p50 ms",
+                    "p99 ms",
+                    "p99.9 ms",
+                    "max ms",
+                    "CPU µs/request",
+                    "busy",
+                    "other load",
+                ],
+                "rows": rows,
+            },
+            {
+                "caption": "Added latency: the proxy's percentile minus direct's at the same "
+                "rate (ms).",
+                "columns": [
+                    "rate (req/s)",
+                    "through",
+                    "+p50 ms",
+                    "+p99 ms",
+                    "+p99.9 ms",
+                    "+max ms",
+                ],
+                "rows": added,
+            },
+        ],
+        notes=[
+            "Open loop: h2load sends each connection's requests on a schedule, so a slow "
+            "answer does not hide the requests queued behind it as a closed-loop tool "
+            "would (performance.md section 5). With 20 requests/s per connection at "
+            "1,000 req/s a connection is idle far longer than a request lasts.",
+        ],
+        commands=[
+            tools.show(
+                tools.h2load_cmd(
+                    port,
+                    tools.fixed_rate_args(1000, SECONDS, CLIENTS),
+                    True,
+                    tools.OUT / "h2load" / "latency.log",
+                )
+            )
+            for port in (tools.NGINX_HTTP[0], tools.PASSTHROUGH_PORT, tools.LINKPY_PORT)
+        ],
+        targets=[
+            report.target(
+                "added p99 at 1,000 req/s",
+                at_1k.get("p99", float("nan")),
+                "<=",
+                TARGET_P99_MS,
+                unit="ms",
+                why=why,
+            ),
+            report.target(
+                "added p99.9 at 1,000 req/s",
+                at_1k.get("p999", float("nan")),
+                "<=",
+                TARGET_P999_MS,
+                unit="ms",
+                why=why,
+            ),
+        ],
+    )
