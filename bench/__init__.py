@@ -6,4 +6,4 @@ its tables through :func:`bench.report.save`.  ``bench/run`` runs them in this o
 name here.
 """
 
-SCENARIOS = ["http1", "latency", "h2", "memory", "naming"]
+SCENARIOS = ["http1", "latency", "h2", "memory", "naming", "profile"]
