@@ -93,9 +93,11 @@ def run() -> None:
             if name == "linkpy" and rate == 1000:
                 at_1k = {"p50": diff[0], "p99": diff[1], "p999": diff[2]}
     lp1k = measured[("linkpy", 1000)]
+    d1k = measured[("direct", 1000)]["stats"]
     why = (
         f"at 1,000 req/s linkpy's core was {lp1k['util'] * 100:.0f} % busy "
-        f"({lp1k['cpu_us']:.0f} µs of CPU per request); other load {lp1k['foreign']:.2f} cores"
+        f"({lp1k['cpu_us']:.0f} µs of CPU per request); direct itself had p99 "
+        f"{d1k[1]:.2f} ms and p99.9 {d1k[2]:.2f} ms; other load {lp1k['foreign']:.2f} cores"
     )
     report.save(
         "latency",

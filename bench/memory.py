@@ -207,7 +207,8 @@ def run() -> None:
                 "<=",
                 TARGET_PER_1K,
                 unit="MB",
-                why=f"pass-through (a connection pair each): {slope['pass-through']:.1f} MB",
+                why=f"pass-through (a connection pair each): {slope['pass-through']:.1f} MB; "
+                f"linkpy's upstream connections stayed at {lp['steps'][-1][2]:.0f}",
             ),
         ],
     )
