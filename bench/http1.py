@@ -162,8 +162,10 @@ def run() -> None:
         notes=[
             f"Pinning: {tools.pinning()}. The pass-through proxy is `bench/passthrough.py` "
             "(trio + httptools, one upstream connection per downstream connection, bytes "
-            "passed through unchanged). linkpy runs the realistic config shown under "
-            "*Setup* below.",
+            "passed through unchanged). linkpy runs the realistic config below "
+            "(`bench/out/linkpy/http.yaml`, written by `bench/tools.py`; `disco/web` lists "
+            "the three nginx HTTP/1.1 ports).",
+            "```yaml\n" + tools.config_text("http").rstrip() + "\n```",
             f"linkpy's own metrics counted {served:,.0f} requests during the measured runs, "
             f"{ok:,.0f} of them successful and {bad:,.0f} failed as `bad_request` (400). wrk "
             f"answered every request it sent with a 2xx: the failures are connections wrk "
