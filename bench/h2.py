@@ -72,12 +72,12 @@ def _availability() -> str | None:
 
 def run() -> None:
     tools.ensure_tools()
-    missing = _availability()
     results: dict[str, list[dict[str, float]]] = {}
     fixed: dict[str, list[float]] = {}
     with ExitStack() as stack:
         ngx = stack.enter_context(tools.nginx())
         workers = tools.nginx_workers(ngx)
+        missing = _availability()  # with nginx up: the h2c requests need their upstream
         ports = {"direct": (tools.NGINX_H2C[0], workers)}
         if missing is None:
             lp = stack.enter_context(tools.linkpy("h2", check_http=False))
