@@ -94,10 +94,12 @@ def run() -> None:
                 at_1k = {"p50": diff[0], "p99": diff[1], "p999": diff[2]}
     lp1k = measured[("linkpy", 1000)]
     d1k = measured[("direct", 1000)]["stats"]
+    p1k = measured[("pass-through", 1000)]["stats"]
     why = (
         f"at 1,000 req/s linkpy's core was {lp1k['util'] * 100:.0f} % busy "
         f"({lp1k['cpu_us']:.0f} µs of CPU per request); direct itself had p99 "
-        f"{d1k[1]:.2f} ms and p99.9 {d1k[2]:.2f} ms; other load {lp1k['foreign']:.2f} cores"
+        f"{d1k[1]:.2f} ms and p99.9 {d1k[2]:.2f} ms, the pass-through proxy p99 "
+        f"{p1k[1]:.2f} ms and p99.9 {p1k[2]:.2f} ms; other load {lp1k['foreign']:.2f} cores"
     )
     report.save(
         "latency",
