@@ -12,6 +12,7 @@ connection per downstream connection by design).
 from __future__ import annotations
 
 import itertools
+import json
 import socket
 import subprocess
 import time
@@ -94,6 +95,19 @@ def _idle(proc: tools.Proc, port: int) -> list[tuple[int, float, float]]:
     return out
 
 
+def _probe() -> dict[str, Any]:
+    """bench/memprobe.py in its own process (nginx must be up)."""
+    cmd = tools.pinned(
+        tools.router_cpu(),
+        [tools.PYTHON, "-m", "bench.memprobe", str(tools.write_config("http")), str(STEPS[0])],
+    )
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=tools.ROOT, timeout=120)
+    if r.returncode != 0:
+        raise RuntimeError(f"bench.memprobe failed:\n{r.stderr}")
+    data: dict[str, Any] = json.loads(r.stdout)
+    return data
+
+
 def run() -> None:
     tools.ensure_tools()
     bare = tools.Proc(
@@ -123,6 +137,10 @@ def run() -> None:
             print(f"   {name}: idle connections", flush=True)
             steps = _idle(proc, port)
             data[name] = {"idle": idle_rss, "load": load, "steps": steps}
+            if name == "linkpy":
+                proc.stop()
+                print("   where an idle connection's memory goes (tracemalloc)", flush=True)
+                probe = _probe()
     rows: list[list[Any]] = [["python + trio, doing nothing", bare_rss, "–", "–", "–", "–", "–"]]
     conn_rows: list[list[Any]] = []
     slope: dict[str, float] = {}
@@ -177,6 +195,18 @@ def run() -> None:
                 ],
                 "rows": conn_rows,
             },
+            {
+                "caption": "Where an idle connection's memory goes: `bench/memprobe.py` runs "
+                "the same router in its own process with tracemalloc, opens "
+                f"{probe['connections']:,} idle connections and lists the allocation "
+                "sites that grew, per connection: "
+                f"{probe['bytes_per_connection']:,.0f} bytes traced per connection in all.",
+                "columns": ["allocated at", "code", "bytes per connection", "objects"],
+                "rows": [
+                    [f"`{x['site']}`", f"`{x['code']}`", x["bytes"], x["objects"]]
+                    for x in probe["sites"]
+                ],
+            },
         ],
         notes=[
             "RSS counts user-space memory only; the kernel's socket buffers are not in it.",
@@ -208,7 +238,10 @@ def run() -> None:
                 TARGET_PER_1K,
                 unit="MB",
                 why=f"pass-through (a connection pair each): {slope['pass-through']:.1f} MB; "
-                f"linkpy's upstream connections stayed at {lp['steps'][-1][2]:.0f}",
+                f"linkpy's upstream connections stayed at {lp['steps'][-1][2]:.0f}; "
+                f"tracemalloc: {probe['bytes_per_connection']:,.0f} B per connection, the "
+                "largest at "
+                + ", ".join(f"{x['site']} ({x['bytes']:.0f} B)" for x in probe["sites"][:3]),
             ),
         ],
     )
