@@ -9,6 +9,7 @@ added latency of a proxy is its percentile minus the direct percentile at the sa
 
 from __future__ import annotations
 
+import json
 from contextlib import ExitStack
 from typing import Any
 
@@ -27,6 +28,45 @@ def _stats(durations_us: list[int]) -> list[float]:
     return [tools.percentile(v, q) / 1000.0 for q in QUANTILES] + [
         v[-1] / 1000.0 if v else float("nan")
     ]
+
+
+def _gc_experiment() -> list[list[Any]]:
+    """linkpy at 1,000 req/s as is and with gc.freeze() after start-up, GC pauses timed."""
+    rows: list[list[Any]] = []
+    with tools.nginx() as ngx:
+        workers = tools.nginx_workers(ngx)
+        variants: list[tuple[str, list[str]]] = [
+            ("linkpy, as is", []),
+            ("linkpy, gc.freeze() after start", ["--freeze"]),
+        ]
+        for name, extra in variants:
+            out = tools.OUT / "gc" / f"{'freeze' if extra else 'plain'}.json"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.unlink(missing_ok=True)
+            launcher = ["-m", "bench.gcprobe", "--out", str(out), *extra, "--"]
+            with tools.linkpy(launcher=launcher) as lp:
+                tools.wrk(tools.LINKPY_PORT, 50, 2)
+                print(f"   GC experiment: {name}", flush=True)
+                tools.wait_quiet()
+                with tools.Meter([lp.pid, *workers]) as m:
+                    r = tools.h2load(
+                        tools.LINKPY_PORT,
+                        tools.fixed_rate_args(1000, SECONDS, CLIENTS),
+                        h1=True,
+                        log=tools.OUT / "h2load" / f"gc-{'freeze' if extra else 'plain'}.log",
+                    )
+            gc = json.loads(out.read_text())
+            rows.append(
+                [
+                    name,
+                    *_stats(r.durations_us),
+                    f"{gc['0']['count']} / {gc['1']['count']} / {gc['2']['count']}",
+                    gc["2"]["max_ms"],
+                    gc["0"]["total_ms"] + gc["1"]["total_ms"] + gc["2"]["total_ms"],
+                    f"{m.foreign:.2f}",
+                ]
+            )
+    return rows
 
 
 def run() -> None:
@@ -92,6 +132,8 @@ def run() -> None:
             added.append([label, name, *diff])
             if name == "linkpy" and rate == 1000:
                 at_1k = {"p50": diff[0], "p99": diff[1], "p999": diff[2]}
+    print("   GC experiment", flush=True)
+    gc_rows = _gc_experiment()
     lp1k = measured[("linkpy", 1000)]
     d1k = measured[("direct", 1000)]["stats"]
     p1k = measured[("pass-through", 1000)]["stats"]
@@ -137,6 +179,25 @@ def run() -> None:
                     "+max ms",
                 ],
                 "rows": added,
+            },
+            {
+                "caption": "Experiment: linkpy's garbage-collector pauses at 1,000 req/s "
+                f"({SECONDS} s, same load as above), as is and with `gc.freeze()` called 2 s "
+                "after start (the objects alive then leave the collector's generations). "
+                "`bench/gcprobe.py` runs the same `linkpy run` with a `gc.callbacks` timer; "
+                "collections are counted from 2 s after start. Percentiles in ms.",
+                "columns": [
+                    "router",
+                    "p50 ms",
+                    "p99 ms",
+                    "p99.9 ms",
+                    "max ms",
+                    "collections gen0 / gen1 / gen2",
+                    "longest gen2 ms",
+                    "GC total ms",
+                    "other load",
+                ],
+                "rows": gc_rows,
             },
         ],
         notes=[

@@ -380,10 +380,16 @@ def http_get(port: int, path: str = "/", host: str = HOST, timeout: float = 5.0)
 
 
 @contextmanager
-def linkpy(protocol: str = "http", check_http: bool = True) -> Iterator[Proc]:
-    """``python -m linkpy run`` on the realistic config, alone on the router's core."""
+def linkpy(
+    protocol: str = "http", check_http: bool = True, launcher: Sequence[str] = ("-m", "linkpy")
+) -> Iterator[Proc]:
+    """``python -m linkpy run`` on the realistic config, alone on the router's core.
+
+    ``launcher`` replaces ``-m linkpy`` for an experiment that wraps the same CLI
+    (``bench/gcprobe.py``).
+    """
     cfg = write_config(protocol)
-    cmd = pinned(router_cpu(), [PYTHON, "-m", "linkpy", "run", str(cfg)])
+    cmd = pinned(router_cpu(), [PYTHON, *launcher, "run", str(cfg)])
     proc = Proc("linkpy", cmd, OUT / "linkpy" / f"{protocol}.log")
     try:
         wait_port(LINKPY_PORT if protocol == "http" else LINKPY_H2_PORT, proc=proc.popen)
