@@ -8,6 +8,7 @@ change in the machine's speed hits all three alike.
 
 from __future__ import annotations
 
+import re
 from contextlib import ExitStack
 from typing import Any
 
@@ -72,9 +73,12 @@ def run() -> None:
     ok = tools.metric_sum(after, r"rt/bench/server/.*/success") - tools.metric_sum(
         before, r"rt/bench/server/.*/success"
     )
-    bad = tools.metric_sum(after, r"rt/bench/server/.*/failures/bad_request") - tools.metric_sum(
-        before, r"rt/bench/server/.*/failures/bad_request"
-    )
+    kinds = {
+        k.rsplit("/", 1)[1]: after[k] - before.get(k, 0)
+        for k in after
+        if re.fullmatch(r"rt/bench/server/.*/failures/[^/]+", k) and after[k] - before.get(k, 0) > 0
+    }
+    failed = ", ".join(f"{n:,.0f} `{kind}`" for kind, n in sorted(kinds.items())) or "none"
     closed = RUNS * sum(CONNS)
 
     def med(name: str, conns: int, key: str) -> float:
@@ -167,11 +171,11 @@ def run() -> None:
             "the three nginx HTTP/1.1 ports).",
             "```yaml\n" + tools.config_text("http").rstrip() + "\n```",
             f"linkpy's own metrics counted {served:,.0f} requests during the measured runs, "
-            f"{ok:,.0f} of them successful and {bad:,.0f} failed as `bad_request` (400). wrk "
-            f"answered every request it sent with a 2xx: the failures are connections wrk "
-            f"closed when each run ended ({closed:,} in all), which linkpy counts as "
-            "requests that failed with a 400 when a client resets an idle keep-alive "
-            "connection.",
+            f"{ok:,.0f} of them successful; failures by kind: {failed}. wrk got a 2xx for "
+            "every response it read: the failures are the connections wrk closed when each "
+            f"run ended ({closed:,} in all), with a request in flight or idle, which linkpy "
+            "counts as failed requests (a reset of an idle keep-alive connection as a "
+            "`bad_request`, status 400).",
         ],
         commands=[
             tools.show(tools.wrk_cmd(port, c, SECONDS))
