@@ -1,13 +1,15 @@
 """Writes docs/benchmarks.md from the results the scenarios saved.
 
 Every scenario saves ``bench/results/<name>.json``: a title, the machine it ran on,
-the date, the command, and one or more tables.  This module renders all of them; no
-figure in docs/benchmarks.md is typed by hand.
+the date, the commands, one or more tables, notes, and the targets it checks.  This
+module renders all of them; no figure in docs/benchmarks.md is typed by hand.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import os
 import platform
 import subprocess
@@ -22,11 +24,37 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "benchmarks.md"
 
-#: The order sections appear in (others follow alphabetically).
-ORDER = ["http1", "latency", "h2", "memory", "naming", "balancing", "discovery"]
+#: performance.md 3.2: one trio checkpoint (``await trio.sleep(0)``) on the reference box.
+REFERENCE_CHECKPOINT_US = 2.7
+
+CALIBRATE = """
+import time, trio
+async def main():
+    n = 50000
+    best = 1e9
+    for _ in range(3):
+        t = time.process_time()
+        for _ in range(n):
+            await trio.sleep(0)
+        best = min(best, (time.process_time() - t) / n * 1e6)
+    print(best)
+trio.run(main)
+t = time.process_time()
+for i in range(3000000):
+    pass
+print((time.process_time() - t) / 3)
+"""
 
 
+def scenarios() -> list[str]:
+    from bench import SCENARIOS
+
+    return list(SCENARIOS)
+
+
+@functools.cache
 def machine() -> dict[str, str]:
+    """The machine, the versions, and how fast the box is today (measured once per run)."""
     cpu = ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -36,19 +64,48 @@ def machine() -> dict[str, str]:
     except OSError:
         pass
     versions = {}
-    for dist in ("trio", "httptools", "h2", "attrs"):
+    for dist in ("trio", "httptools", "h11", "h2", "attrs", "py-spy"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             pass
+    from . import tools
+
+    tv = tools.tool_versions()
+    cal = subprocess.run(
+        tools.pinned(tools.router_cpu(), [sys.executable, "-c", CALIBRATE]),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    mem = ""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem = f"{int(line.split()[1]) / 1024 / 1024:.0f} GiB"
     return {
         "cpu": cpu or platform.processor(),
         "cores": str(os.cpu_count()),
+        "memory": mem,
         "kernel": platform.release(),
+        "os": _os_name(),
         "python": platform.python_version(),
         "versions": ", ".join(f"{k} {v}" for k, v in versions.items()),
+        "tools": ", ".join(f"{k} {v}" for k, v in tv.items()),
         "commit": _git_commit(),
+        "pinning": tools.pinning(),
+        "checkpoint_us": f"{float(cal[0]):.2f}",
+        "loop_s": f"{float(cal[1]):.3f}",
     }
+
+
+def _os_name() -> str:
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    return platform.system()
 
 
 def _git_commit() -> str:
@@ -56,9 +113,55 @@ def _git_commit() -> str:
         out = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
         )
-        return out.stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "linkpy", "plugins"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        return out.stdout.strip() + (" (linkpy/ modified)" if dirty else "")
     except OSError:
         return ""
+
+
+def target(
+    label: str,
+    measured: float,
+    op: str,
+    goal: float,
+    *,
+    unit: str = "",
+    why: str = "",
+) -> dict[str, Any]:
+    """A target checked by a scenario: ``measured op goal`` (op is ``>=`` or ``<=``)."""
+    if math.isnan(measured):
+        met = False
+    else:
+        met = measured >= goal if op == ">=" else measured <= goal
+    return {
+        "label": label,
+        "measured": measured,
+        "op": op,
+        "goal": goal,
+        "unit": unit,
+        "met": met,
+        "why": why,
+    }
+
+
+def _gap(t: dict[str, Any]) -> str:
+    m, g, unit = t["measured"], t["goal"], t["unit"]
+    if isinstance(m, float) and math.isnan(m):
+        return "not measured"
+    if t["op"] == ">=":
+        if m >= g:
+            return f"met ({m / g:.2f}× the goal)" if g else "met"
+        return f"short by {_num(g - m)} {unit} (at {m / g * 100:.0f} % of the goal)".replace(
+            "  ", " "
+        )
+    if m <= g:
+        return f"met ({_num(g - m)} {unit} to spare)".replace("  ", " ")
+    return f"over by {_num(m - g)} {unit} ({m / g:.1f}× the goal)".replace("  ", " ")
 
 
 def save(
@@ -67,6 +170,8 @@ def save(
     tables: Sequence[dict[str, Any]],
     notes: Sequence[str] = (),
     command: str = "",
+    commands: Sequence[str] = (),
+    targets: Sequence[dict[str, Any]] = (),
 ) -> None:
     """Save one scenario's results (each table: ``{"columns": [...], "rows": [[...]]}``)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -75,27 +180,60 @@ def save(
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": machine(),
         "command": command or "tox -e bench -- " + name,
+        "commands": list(commands),
         "tables": list(tables),
         "notes": list(notes),
+        "targets": list(targets),
     }
-    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=1) + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+
+
+def _num(v: float) -> str:
+    if v == 0:
+        return "0"
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    if abs(v) >= 1:
+        return f"{v:.2f}"
+    return f"{v:.3g}"
 
 
 def _cell(v: Any) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
     if isinstance(v, float):
-        if v == 0:
-            return "0"
-        if abs(v) >= 100:
-            return f"{v:,.0f}"
-        if abs(v) >= 1:
-            return f"{v:.2f}"
-        return f"{v:.3g}"
+        if math.isnan(v):
+            return "–"
+        return _num(v)
     if isinstance(v, int):
         return f"{v:,}"
+    if v is None:
+        return "–"
     return str(v)
 
 
+def _load() -> list[tuple[str, dict[str, Any]]]:
+    files = {p.stem: p for p in RESULTS.glob("*.json")}
+    order = scenarios()
+    names = [n for n in order if n in files] + sorted(n for n in files if n not in order)
+    return [(n, json.loads(files[n].read_text())) for n in names]
+
+
+def _table(table: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    if table.get("caption"):
+        out += [table["caption"], ""]
+    cols = table["columns"]
+    out.append("| " + " | ".join(cols) + " |")
+    out.append("|" + "|".join("---" for _ in cols) + "|")
+    for row in table["rows"]:
+        out.append("| " + " | ".join(_cell(c) for c in row) + " |")
+    out.append("")
+    return out
+
+
 def render() -> str:
+    results = _load()
     out = [
         "# Benchmarks",
         "",
@@ -104,26 +242,67 @@ def render() -> str:
         "same machine. Re-run a single scenario with `tox -e bench -- <scenario>`.",
         "",
     ]
-    files = {p.stem: p for p in RESULTS.glob("*.json")}
-    names = [n for n in ORDER if n in files] + sorted(n for n in files if n not in ORDER)
-    for name in names:
-        data = json.loads(files[name].read_text())
+    rows: list[list[Any]] = []
+    for name, data in results:
+        for t in data.get("targets", []):
+            goal = f"{t['op'].replace('>=', '≥').replace('<=', '≤')} {_num(t['goal'])} {t['unit']}"
+            measured = (
+                f"{_cell(t['measured'])} {t['unit']}"
+                if not (isinstance(t["measured"], float) and math.isnan(t["measured"]))
+                else "–"
+            )
+            rows.append(
+                [
+                    t["label"],
+                    goal.strip(),
+                    measured.strip(),
+                    "yes" if t["met"] else "**no**",
+                    _gap(t),
+                    t.get("why", ""),
+                    f"[{name}](#{name})",
+                ]
+            )
+    if rows:
+        out += ["## Targets", ""]
+        out += _table(
+            {
+                "caption": "The targets of issue 8 (one core for the router), as measured in "
+                "the scenarios below. Where one is missed, the last columns say by how much "
+                "and what the measurements show; *Where the time goes* has the profile and "
+                "what would close the gap.",
+                "columns": ["target", "goal", "measured", "met", "gap", "what shows", "scenario"],
+                "rows": rows,
+            }
+        )
+    if results:
+        m = results[0][1]["machine"]
+        out += [
+            "## Machine",
+            "",
+            f"- CPU: {m['cpu']}, {m['cores']} cores, {m.get('memory', '')}; "
+            f"{m.get('os', '')}, Linux {m['kernel']}",
+            f"- Python {m['python']}; {m['versions']}",
+            f"- Tools: {m.get('tools', '')}",
+            f"- Pinning: {m.get('pinning', '')}",
+            f"- Speed of this box during the run: one trio checkpoint (`await trio.sleep(0)`) "
+            f"costs {m.get('checkpoint_us', '?')} µs of CPU (performance.md measured "
+            f"{REFERENCE_CHECKPOINT_US} µs on its reference box); an empty Python loop "
+            f"costs {float(m.get('loop_s', 'nan')) * 1000:.0f} ns per 10,000 iterations.",
+            "",
+        ]
+    for name, data in results:
         m = data["machine"]
-        out += [f"## {data['title']}", ""]
+        out += [f'<a id="{name}"></a>', "", f"## {data['title']}", ""]
         for table in data["tables"]:
-            if table.get("caption"):
-                out += [table["caption"], ""]
-            cols = table["columns"]
-            out.append("| " + " | ".join(cols) + " |")
-            out.append("|" + "|".join("---" for _ in cols) + "|")
-            for row in table["rows"]:
-                out.append("| " + " | ".join(_cell(c) for c in row) + " |")
-            out.append("")
+            out += _table(table)
         for note in data.get("notes", []):
             out += [note, ""]
+        cmds = data.get("commands", [])
+        if cmds:
+            out += ["Commands:", "", "```"] + cmds + ["```", ""]
         out += [
             f"*Run {data['date']} on {m['cpu']} ({m['cores']} cores), Linux {m['kernel']},"
-            f" Python {m['python']}; {m['versions']}; commit {m['commit']}."
+            f" Python {m['python']}; commit {m['commit']}."
             f" Command: `{data['command']}`.*",
             "",
         ]
@@ -134,6 +313,7 @@ def write() -> None:
     DOC.write_text(render())
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # python bench/report.py: re-render from bench/results
+    sys.path.insert(0, str(ROOT))
     write()
     sys.exit(0)
