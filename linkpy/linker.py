@@ -258,13 +258,20 @@ class Linker:
                 raise ConfigError("the config was read from standard input: nothing to re-read")
             new = await trio.to_thread.run_sync(load_file, self.config.path, self.registry)
             notes = _restart_needed(self.config, new)
+            by_label = {r.name: r for r in new.routers}
+            # client certificates are read before anything changes: a bad one refuses
+            # the whole reload
+            client_tls = {
+                rt.router.label: rt.router.tls_contexts(by_label[rt.router.label])
+                for rt in self.routers
+                if rt.router.label in by_label
+            }
             old_namers = self.namers
             stale: list[Transformer] = []
             namers = self._build_namers(new)
             for _, namer in namers:
                 await self._start_namer(namer)
             self.namers = namers
-            by_label = {r.name: r for r in new.routers}
             for rt in self.routers:
                 r = by_label.get(rt.router.label)
                 if r is None:
@@ -276,7 +283,7 @@ class Linker:
                 for t in interp.transformers:
                     await self._start_namer(t)
                 stale.extend(old_transformers)
-                rt.router.reconfigure(r)
+                rt.router.reconfigure(r, client_tls[rt.router.label])
                 interp.set_dtab(Dtab.read(r.dtab))
             done: list[Namer | Transformer] = [n for _, n in old_namers]
             for old in done + stale:

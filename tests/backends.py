@@ -6,6 +6,7 @@ A :class:`Backend` serves on a loopback port and answers each request with what 
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -59,10 +60,16 @@ class Backend:
     """An h11 server; ``handler`` makes each reply (default: echo the target)."""
 
     def __init__(
-        self, name: str = "backend", handler: Handler | None = None, host: str = "127.0.0.1"
+        self,
+        name: str = "backend",
+        handler: Handler | None = None,
+        host: str = "127.0.0.1",
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.name = name
         self.host = host
+        #: serve HTTPS with this context
+        self.tls = tls
         self.handler = handler or self._default
         self.seen: list[Seen] = []
         self.port = 0
@@ -75,12 +82,20 @@ class Backend:
         return Reply(200, f"{self.name} {req.method} {req.target}".encode())
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(0, host=self.host)
-        self.port = listeners[0].socket.getsockname()[1]
-        task_status.started(self.port)
-        await trio.serve_listeners(self._conn, listeners)
+        if self.tls is None:
+            plain = await trio.open_tcp_listeners(0, host=self.host)
+            self.port = plain[0].socket.getsockname()[1]
+            task_status.started(self.port)
+            await trio.serve_listeners(self._conn, plain)
+        else:
+            secure = await trio.open_ssl_over_tcp_listeners(0, self.tls, host=self.host)
+            inner = secure[0].transport_listener
+            assert isinstance(inner, trio.SocketListener)
+            self.port = inner.socket.getsockname()[1]
+            task_status.started(self.port)
+            await trio.serve_listeners(self._conn, secure)
 
-    async def _conn(self, stream: trio.SocketStream) -> None:
+    async def _conn(self, stream: trio.abc.Stream) -> None:
         self.connections += 1
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=1 << 20)
         try:
@@ -118,19 +133,19 @@ class Backend:
         finally:
             await trio.aclose_forcefully(stream)
 
-    async def _next(self, conn: h11.Connection, stream: trio.SocketStream) -> Any:
+    async def _next(self, conn: h11.Connection, stream: trio.abc.Stream) -> Any:
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
                 data = await stream.receive_some(65536)
-                conn.receive_data(data)
+                conn.receive_data(bytes(data))
                 continue
             if event is h11.PAUSED:
                 return None
             return event
 
     async def _send(
-        self, conn: h11.Connection, stream: trio.SocketStream, req: Seen, reply: Reply
+        self, conn: h11.Connection, stream: trio.abc.Stream, req: Seen, reply: Reply
     ) -> None:
         headers = list(reply.headers)
         body = reply.body

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import trustme
 
 from linkpy.cli import main
 from linkpy.config.load import load_file
@@ -24,10 +25,26 @@ def test_there_are_examples() -> None:
     assert any(p.name == "quickstart.yaml" for p in CONFIGS)
 
 
+def make_certs(d: Path) -> Path:
+    """Stand-ins for the certificates the TLS examples read from /certs."""
+    d.mkdir()
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(d / "ca.pem"))
+    leaf = ca.issue_cert("linkpy.linkpy.svc", "linkpy.marathon")
+    leaf.cert_chain_pems[0].write_to_path(str(d / "linkpy.pem"))
+    leaf.private_key_pem.write_to_path(str(d / "linkpy-key.pem"))
+    return d
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
-def test_example_config(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_example_config(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
     assert main(["check", str(path)]) == 0
+    text = path.read_text()
+    if "/certs/" in text:
+        copy = tmp_path / path.name
+        copy.write_text(text.replace("/certs/", f"{make_certs(tmp_path / 'certs')}/"))
+        path = copy
     Linker(load_file(str(path)))  # builds without opening a socket
 
 
@@ -52,8 +69,10 @@ async def test_configmap_config(
     monkeypatch.setenv("POD_IP", "10.0.3.7")
     monkeypatch.setenv("NODE_NAME", "node-3")
     monkeypatch.setenv("POD_NAMESPACE", "linkpy")
+    # the certificates the DaemonSet mounts at /certs (configmap-tls.yaml)
+    certs = make_certs(tmp_path / "certs")
     path = tmp_path / "config.yaml"
-    path.write_text(text)
+    path.write_text(text.replace("/certs/", f"{certs}/"))
     assert main(["check", str(path)]) == 0
     Linker(load_file(str(path)))
 

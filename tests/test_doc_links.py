@@ -16,9 +16,10 @@ LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
 def anchors(page: Path) -> set[str]:
-    """GitHub's heading anchors of a Markdown page."""
-    out = set()
-    for line in page.read_text().splitlines():
+    """GitHub's heading anchors of a Markdown page, and its explicit ``<a id>``s."""
+    text = page.read_text()
+    out = set(re.findall(r'<a id="([^"]+)"></a>', text))
+    for line in text.splitlines():
         if line.startswith("#"):
             title = line.lstrip("#").strip().lower()
             title = re.sub(r"[^\w\- ]", "", title)

@@ -29,6 +29,7 @@ from ..errors import ProtocolError
 from ..proto.http1 import DATA, END, RequestHead, status_line
 from ..transport.http1 import ClientClosed, ServerConnection
 from ..transport.server import ConnState, TcpServer
+from ..transport.tls import handshake, server_context
 from .endpoints import ENDPOINTS, READ
 from .security import CONTROL, Security
 
@@ -111,6 +112,9 @@ class AdminServer:
         self.routes: dict[str, Route] = {}
         self.prefixes: list[Route] = []
         handlers.install(self, linker)
+        tls = cfg.tls
+        #: admin.tls: the admin served over HTTPS
+        self.tls = server_context(tls, ["http/1.1"]) if tls is not None and tls.enabled else None
         self.server = TcpServer(cfg.ip, cfg.port, self._connection)
 
     # -- routes -----------------------------------------------------------------
@@ -159,7 +163,13 @@ class AdminServer:
         self.server.abort()
 
     async def _connection(self, stream: trio.SocketStream, state: ConnState) -> None:
-        conn = ServerConnection(stream, peer=state.peer, local=state.local)
+        transport: trio.abc.Stream = stream
+        if self.tls is not None:
+            secured = await handshake(stream, self.tls)
+            if secured is None:
+                return
+            transport = secured
+        conn = ServerConnection(transport, peer=state.peer, local=state.local)
         try:
             while True:
                 state.set_idle(True)

@@ -42,6 +42,7 @@ from .schema import (
     Backoff,
     ClassifierConfig,
     ClientParams,
+    ClientTls,
     ConfigValueError,
     DtabText,
     FailureAccrualConfig,
@@ -57,6 +58,7 @@ from .schema import (
     ProtocolName,
     RegexText,
     RouterConfig,
+    ServerTls,
     ServiceParams,
     TelemeterConfig,
     TracePropagator,
@@ -473,6 +475,7 @@ def _validate(cfg: LinkerConfig) -> list[str]:
         ports[(ip, port)] = what
 
     claim(cfg.admin.ip, cfg.admin.port, "admin")
+    errors += _server_tls_errors(cfg.admin.tls, "admin.tls")
     for i, r in enumerate(cfg.routers):
         where = f"routers[{i}]"
         if r.name in labels:
@@ -490,12 +493,65 @@ def _validate(cfg: LinkerConfig) -> list[str]:
             claim(s.ip, port, f"{where}.servers[{j}]")
         if r.interpreter.kind == "io.l5d.fs" and not r.interpreter.dtabFile:
             errors.append(f"{where}.interpreter.dtabFile: required by io.l5d.fs")
+        for j, s in enumerate(r.servers):
+            errors += _server_tls_errors(s.tls, f"{where}.servers[{j}].tls")
+        static = r.client.kind == "io.l5d.static"
+        for k, entry in enumerate(r.client.entries):
+            tls = entry.params.tls
+            if tls is not None:
+                at = f"{where}.client.configs[{k}].tls" if static else f"{where}.client.tls"
+                errors += _client_tls_errors(tls, at)
     for i, n in enumerate(cfg.namers):
         prefix = namer_prefix(n)
         try:
             Path.read(prefix)
         except ParseError as e:
             errors.append(f"namers[{i}].prefix: {e}")
+    return errors
+
+
+_TLS_PROTOCOLS = ("TLSv1.2", "TLSv1.3")
+_CLIENT_TLS_KINDS = ("io.l5d.noValidation", "io.l5d.static")
+
+
+def _protocol_errors(protocols: list[str] | None, at: str) -> list[str]:
+    return [
+        f"{at}.protocols: unknown protocol {p!r} (known: {', '.join(_TLS_PROTOCOLS)})"
+        for p in protocols or []
+        if p not in _TLS_PROTOCOLS
+    ]
+
+
+def _server_tls_errors(tls: ServerTls | None, at: str) -> list[str]:
+    if tls is None or not tls.enabled:
+        return []
+    errors = _protocol_errors(tls.protocols, at)
+    for key in ("certPath", "keyPath"):
+        if not getattr(tls, key):
+            errors.append(f"{at}.{key}: required to serve TLS")
+    if tls.requireClientAuth and not tls.caCertPath:
+        errors.append(f"{at}.caCertPath: required by requireClientAuth (the clients' CA)")
+    return errors
+
+
+def _client_tls_errors(tls: ClientTls, at: str) -> list[str]:
+    if not tls.enabled:
+        return []
+    errors = _protocol_errors(tls.protocols, at)
+    if tls.kind is not None and tls.kind not in _CLIENT_TLS_KINDS:
+        errors.append(
+            f"{at}.kind: unknown client TLS kind {tls.kind!r} "
+            f"(known: {', '.join(_CLIENT_TLS_KINDS)}; or none, with the keys inline)"
+        )
+    validating = not tls.disableValidation and tls.kind != "io.l5d.noValidation"
+    if validating and not tls.commonName:
+        errors.append(
+            f"{at}.commonName: required unless disableValidation is true (the name the "
+            "endpoints' certificates must carry, also sent as SNI; it may use the "
+            "prefix's {vars})"
+        )
+    if not validating and tls.clientAuth is not None:
+        errors.append(f"{at}.clientAuth: cannot be used with disableValidation")
     return errors
 
 

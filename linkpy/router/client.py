@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import ssl
 from collections.abc import Callable
 from typing import Protocol
 
@@ -21,8 +22,9 @@ from ..config.schema import LoadBalancerConfig
 from ..errors import ConnectFailed, Overloaded
 from ..metrics import Scope
 from ..naming import Addr, AddrBound, Address, AddrFailed, AddrSource, Path
-from ..transport.errors import describe
-from ..transport.http1 import ClientConnection
+from ..transport.errors import TRANSPORT_ERRORS, describe
+from ..transport.http1 import ClientConnection, abort_stream
+from ..transport.tls import connect_handshake
 from .balancers import P2C, Aperture, Balancer, Heap, PeakEwma, RoundRobin
 from .resilience import ALIVE, DEAD, Accrual, RetryBudget
 
@@ -169,14 +171,25 @@ class Endpoint:
                 if idle:
                     return idle.pop()
         self.open += 1
+        tls = self.client.tls
+        stream: trio.abc.Stream | None = None
         try:
             with trio.fail_after(cfg.connect_timeout):
                 stream = await trio.open_tcp_stream(self.host, self.port)
+                if tls is not None:
+                    stream = await connect_handshake(stream, tls[0], tls[1])
         except BaseException as e:
             self.open -= 1
             self.waiters.unpark()
+            if stream is not None:
+                abort_stream(stream)
             if isinstance(e, trio.TooSlowError):
                 raise ConnectFailed(f"connect to {self.show()} timed out") from None
+            if tls is not None and stream is not None and isinstance(e, TRANSPORT_ERRORS):
+                self.client.tls_failures.incr()
+                raise ConnectFailed(
+                    f"TLS handshake with {self.show()} failed: {describe(e)}"
+                ) from None
             if isinstance(e, OSError):
                 raise ConnectFailed(f"connect to {self.show()} failed: {describe(e)}") from None
             raise
@@ -249,6 +262,9 @@ class Client:
         self.requeue_budget = requeue_budget or RetryBudget(None, trio.current_time)
         self.attempt_timeout = attempt_timeout
         self.fail_fast = fail_fast
+        #: client TLS: the context and the name the endpoints' certificates must carry
+        #: (also sent as SNI); None for plain TCP
+        self.tls: tuple[ssl.SSLContext, str | None] | None = None
         self.endpoints: list[Endpoint] = []
         #: endpoints the balancer may pick (weight > 0)
         self.live: list[Endpoint] = []
@@ -262,6 +278,7 @@ class Client:
         self.failures = metrics.counter("failures")
         self.latency = metrics.stat("request_latency_ms")
         self.connects = metrics.counter("connects")
+        self.tls_failures = metrics.counter("tls", "handshake_failures")
         self.closes = metrics.counter("closes")
         self.status_scope = metrics.scope("status")
         retries = metrics.scope("retries")

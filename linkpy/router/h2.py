@@ -76,7 +76,7 @@ from ..transport.h2 import (
     sniff_preface,
 )
 from ..transport.server import ConnState
-from ..transport.tls import handshake, server_context
+from ..transport.tls import handshake
 from .classifiers import SUCCESS_CLASS
 from .client import Client, Endpoint
 from .http import HttpRouter, ServerCtx, _deadline, _err_header, _Rejected
@@ -129,8 +129,6 @@ class H2ServerCtx(ServerCtx):
         self.max_call_depth = (
             cfg.maxCallDepth if cfg.maxCallDepth is not None else DEFAULT_CALL_DEPTH
         )
-        tls = cfg.tls
-        self.tls = server_context(tls, ["h2"]) if tls is not None and tls.enabled else None
 
     def bind(self, port: int) -> None:
         super().bind(port)
@@ -142,6 +140,8 @@ class H2ServerCtx(ServerCtx):
 
 class H2Router(HttpRouter):
     """A ``protocol: h2`` router."""
+
+    alpn = ("h2",)
 
     def __init__(
         self,
@@ -197,6 +197,7 @@ class H2Router(HttpRouter):
             if srv.tls is not None:
                 tls = await handshake(stream, srv.tls)
                 if tls is None:
+                    srv.tls_failures.incr()
                     return
                 if tls.selected_alpn_protocol() not in (None, "h2"):
                     return
@@ -387,6 +388,7 @@ class H2Router(HttpRouter):
                 settings,
                 client.pool.connect_timeout,
                 on_count=counter.count,
+                tls=client.tls,
             )
             client.connects.incr()
             ep.mux = conn

@@ -19,6 +19,7 @@ import logging
 import math
 import random
 import socket
+import ssl
 import time
 from typing import Protocol, TypeVar
 from urllib.parse import quote_plus
@@ -43,7 +44,7 @@ from ..errors import (
     UpstreamError,
 )
 from ..metrics import Counter, Scope
-from ..naming import Addr, AddrBound, Bound, Dtab, Failed, Ok, Path, Pending
+from ..naming import Addr, AddrBound, Bound, Dtab, Failed, Ok, Path, Pending, substitute
 from ..proto.http1 import (
     DATA,
     END,
@@ -66,6 +67,7 @@ from ..transport.http1 import (
     UpstreamTimedOut,
 )
 from ..transport.server import ConnState
+from ..transport.tls import client_context, handshake, server_context
 from . import classifiers, trace
 from .client import Client, Endpoint, PoolConfig, make_balancer, ms
 from .identifiers import BuildsIdentifier, HeaderTokenConfig, Identifier, identify
@@ -125,6 +127,8 @@ class ServerCtx:
         self.no_delay = opts.noDelay if opts else True
         self.read_timeout = ms(opts.readTimeoutMs if opts else None)
         self.write_timeout = ms(opts.writeTimeoutMs if opts else None)
+        tls = cfg.tls
+        self.tls = server_context(tls, router.alpn) if tls is not None and tls.enabled else None
 
     def bind(self, port: int) -> None:
         """(Re)name the metrics after the port actually bound (port 0 in tests)."""
@@ -140,6 +144,8 @@ class ServerCtx:
         self.connects = scope.counter("connects")
         #: connections closed by socketOptions' readTimeoutMs / writeTimeoutMs
         self.socket_timeouts = scope.counter("socket_timeouts")
+        #: TLS handshakes that failed or timed out
+        self.tls_failures = scope.counter("tls", "handshake_failures")
         self.status_scope = scope.scope("status")
         self.failure_scope = scope.scope("failures")
         scope.gauge("connections", fn=lambda: float(self.open_connections))
@@ -159,6 +165,9 @@ def _err_header(message: str, limit: int) -> bytes:
 
 class HttpRouter:
     """A ``protocol: http`` router."""
+
+    #: the ALPN protocols offered by TLS servers and clients
+    alpn: tuple[str, ...] = ("http/1.1",)
 
     def __init__(
         self,
@@ -184,6 +193,7 @@ class HttpRouter:
         self.max_headers = cfg.maxHeadersKB * 1024
         self.max_err = cfg.maxErrResponseKB * 1024
         self.client_params = Params(cfg.client, ClientParams)
+        self.client_tls = self.tls_contexts(cfg)
         self.service_params = Params(cfg.service, ServiceParams)
         self.clients: dict[object, Client] = {}
         self.services: dict[Path, Service] = {}
@@ -198,7 +208,21 @@ class HttpRouter:
         propagator = cfg.tracePropagator
         self.zipkin = propagator is not None and propagator.kind == "io.l5d.zipkin"
 
-    def reconfigure(self, cfg: RouterConfig) -> None:
+    def tls_contexts(self, cfg: RouterConfig) -> dict[int, ssl.SSLContext]:
+        """The client TLS context of each ``client`` entry with ``tls`` (by the id of its
+        ``tls`` object), certificates read now: a bad file is a ConfigError here."""
+        out: dict[int, ssl.SSLContext] = {}
+        static = cfg.client.kind == "io.l5d.static"
+        for k, entry in enumerate(cfg.client.entries):
+            tls = entry.params.tls
+            if tls is not None and tls.enabled:
+                where = f"router {self.label}: client.{f'configs[{k}].' if static else ''}tls"
+                out[id(tls)] = client_context(tls, self.alpn, where)
+        return out
+
+    def reconfigure(
+        self, cfg: RouterConfig, client_tls: dict[int, ssl.SSLContext] | None = None
+    ) -> None:
         """Apply a reloaded config (the same router: same protocol and servers).
 
         Clients and services are rebuilt when their parameters changed; requests in
@@ -217,6 +241,7 @@ class HttpRouter:
         self.max_err = cfg.maxErrResponseKB * 1024
         if cfg.client != old.client:
             self.client_params = Params(cfg.client, ClientParams)
+            self.client_tls = self.tls_contexts(cfg) if client_tls is None else client_tls
             for c in self.clients.values():
                 c.close()
             self.clients.clear()
@@ -244,7 +269,7 @@ class HttpRouter:
 
     def _new_client(self, bound: Bound) -> Client:
         name = bound.id if isinstance(bound.id, Path) else Path.empty
-        params, _ = self.client_params.resolve(name)
+        params, variables = self.client_params.resolve(name)
         pool_cfg = params.hostConnectionPool
         session = params.clientSession
         sockopts = params.socketOptions
@@ -283,6 +308,11 @@ class HttpRouter:
             attempt_timeout=ms(params.requestAttemptTimeoutMs),
             fail_fast=bool(params.failFast),
         )
+        tls = params.tls
+        if tls is not None and tls.enabled:
+            # commonName may use the prefix's {vars}; it is also the SNI name
+            common = substitute(tls.commonName, variables) if tls.commonName else None
+            client.tls = (self.client_tls[id(tls)], common)
         client.last_used = trio.current_time()
         return client
 
@@ -348,8 +378,15 @@ class HttpRouter:
     async def serve_connection(
         self, stream: trio.SocketStream, state: ConnState, srv: ServerCtx
     ) -> None:
+        transport: trio.abc.Stream = stream
+        if srv.tls is not None:
+            secured = await handshake(stream, srv.tls)
+            if secured is None:
+                srv.tls_failures.incr()
+                return
+            transport = secured
         conn = ServerConnection(
-            stream,
+            transport,
             max_line=self.max_line,
             max_headers=self.max_headers,
             peer=state.peer,
@@ -1116,13 +1153,14 @@ class _Request:
                 ep.load += 1
                 try:
                     return await self._on(ep, client, probe, started, head_bytes)
-                except _Requeue:
+                except _Requeue as e:
                     ep.load -= 1
                     if requeues < len(client.live) and requeues < 25 and client.may_requeue():
                         requeues += 1
                         continue
+                    cause = f" ({e})" if str(e) else ""
                     raise ConnectFailed(
-                        f"Unable to establish connection to {ep.show()}. "
+                        f"Unable to establish connection to {ep.show()}{cause}. "
                         f"service name: {self.path.show()}; client name: {client.id_show}; "
                         f"addresses: [{', '.join(e.show() for e in client.endpoints)}]"
                     ) from None
@@ -1143,10 +1181,10 @@ class _Request:
                 for fresh in (False, True):
                     try:
                         up = await ep.connection()
-                    except ConnectFailed:
+                    except ConnectFailed as e:
                         client.record(ep, trio.current_time() - started, False, probe)
                         client.connect_failed(ep)
-                        raise _Requeue() from None
+                        raise _Requeue(str(e)) from None
                     reused = up.uses > 0
                     try:
                         resp = await self._exchange(up, head_bytes)

@@ -22,6 +22,7 @@ still open on either side is reset then, so no stream outlives its request.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Final
@@ -47,6 +48,8 @@ from ..proto.h2 import (
     send_goaway,
 )
 from .errors import TRANSPORT_ERRORS, describe
+from .http1 import abort_stream
+from .tls import connect_handshake
 
 log = logging.getLogger("linkpy.h2")
 
@@ -565,6 +568,11 @@ class ServerConn(H2Conn):
             s.scope.cancel()
 
 
+def _abort(stream: trio.abc.Stream | None) -> None:
+    if stream is not None:
+        abort_stream(stream)
+
+
 class ClientConn(H2Conn):
     """One multiplexed upstream connection."""
 
@@ -592,14 +600,31 @@ class ClientConn(H2Conn):
         timeout: float,
         *,
         on_count: Callable[[int], None] | None = None,
+        tls: tuple[ssl.SSLContext, str | None] | None = None,
     ) -> ClientConn:
+        """Connect (and, with ``tls`` = (context, server name), shake hands with ALPN h2)."""
+        stream: trio.abc.Stream | None = None
         try:
             with trio.fail_after(timeout):
                 stream = await trio.open_tcp_stream(host, port)
+                if tls is not None:
+                    secured = await connect_handshake(stream, tls[0], tls[1])
+                    stream = secured
+                    if secured.selected_alpn_protocol() not in (None, "h2"):
+                        raise ConnectFailed(
+                            f"{host}:{port} does not speak h2 over TLS (ALPN chose "
+                            f"{secured.selected_alpn_protocol()!r})"
+                        )
         except trio.TooSlowError:
+            _abort(stream)
             raise ConnectFailed(f"connect to {host}:{port} timed out") from None
-        except OSError as e:
-            raise ConnectFailed(f"connect to {host}:{port} failed: {describe(e)}") from None
+        except ConnectFailed:
+            _abort(stream)
+            raise
+        except TRANSPORT_ERRORS as e:
+            _abort(stream)
+            what = "TLS handshake with" if stream is not None else "connect to"
+            raise ConnectFailed(f"{what} {host}:{port} failed: {describe(e)}") from None
         return cls(stream, settings, on_count=on_count)
 
     async def run(self) -> None:

@@ -17,9 +17,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import attrs
 import httpx
 import pytest
 import trio
+import trustme
 import yaml
 
 from linkpy.testing.fakes.kubernetes import FakeKubernetes, slice_endpoint
@@ -29,7 +31,10 @@ from ..backends import Backend
 from ..conftest import ROOT
 
 NODES = {"node-a": "127.0.0.2", "node-b": "127.0.0.3"}
-CONFIGMAP = ROOT / "configs" / "k8s" / "configmap.yaml"
+CONFIGMAPS = {
+    "plain": ROOT / "configs" / "k8s" / "configmap.yaml",
+    "tls": ROOT / "configs" / "k8s" / "configmap-tls.yaml",
+}
 
 
 def free_port(hosts: list[str]) -> int:
@@ -48,15 +53,30 @@ def free_port(hosts: list[str]) -> int:
     raise RuntimeError("no common free port")
 
 
-def shipped_config() -> dict[str, Any]:
-    (doc,) = [d for d in yaml.safe_load_all(CONFIGMAP.read_text()) if d]
-    cfg: dict[str, Any] = yaml.safe_load(doc["data"]["config.yaml"])
+def shipped_config(variant: str, certs: Path) -> dict[str, Any]:
+    """A ConfigMap's linkpy config, its /certs (the mounted Secret) at ``certs``."""
+    (doc,) = [d for d in yaml.safe_load_all(CONFIGMAPS[variant].read_text()) if d]
+    text = doc["data"]["config.yaml"].replace("/certs/", f"{certs}/")
+    cfg: dict[str, Any] = yaml.safe_load(text)
     return cfg
 
 
-def node_config(ip: str, ports: dict[str, int], k8s: FakeKubernetes) -> dict[str, Any]:
+def make_certs(d: Path, name: str = "linkpy.linkpy.svc") -> Path:
+    """The certificates of the TLS configs: a CA and the linkpys' certificate."""
+    d.mkdir()
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(d / "ca.pem"))
+    leaf = ca.issue_cert(name)
+    leaf.cert_chain_pems[0].write_to_path(str(d / "linkpy.pem"))
+    leaf.private_key_pem.write_to_path(str(d / "linkpy-key.pem"))
+    return d
+
+
+def node_config(
+    ip: str, ports: dict[str, int], k8s: FakeKubernetes, variant: str, certs: Path
+) -> dict[str, Any]:
     """The shipped config on one node: its IP, the test's ports, the emulated API."""
-    cfg = shipped_config()
+    cfg = shipped_config(variant, certs)
     cfg["admin"] = {"ip": ip, "port": ports["admin"]}
     for n in cfg["namers"]:
         if n["kind"].startswith("io.l5d.k8s"):
@@ -109,10 +129,21 @@ async def stop(procs: list[trio.Process]) -> None:
         assert await p.wait() == 0  # SIGTERM drains and exits cleanly
 
 
-@pytest.fixture
+@attrs.define
+class Cluster:
+    ports: dict[str, int]
+    backends: dict[str, Backend]
+    k8s: FakeKubernetes
+    #: which ConfigMap runs: "plain" or "tls"
+    variant: str
+
+
+@pytest.fixture(params=sorted(CONFIGMAPS))
 async def cluster(
-    nursery: trio.Nursery, tmp_path: Path
-) -> AsyncIterator[tuple[dict[str, int], dict[str, Backend], FakeKubernetes]]:
+    nursery: trio.Nursery, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Cluster]:
+    variant: str = request.param
+    certs = make_certs(tmp_path / "certs")
     k8s = FakeKubernetes()
     await nursery.start(k8s.serve)
     ips = list(NODES.values())
@@ -140,20 +171,20 @@ async def cluster(
         await start_linkpy(
             nursery,
             tmp_path / f"{node}.yaml",
-            node_config(ip, ports, k8s),
+            node_config(ip, ports, k8s, variant, certs),
             {"NODE_NAME": node, "POD_IP": ip, "POD_NAMESPACE": "linkpy"},
         )
         for node, ip in NODES.items()
     ]
     await wait_ready(ips, ports["admin"])
-    yield ports, backends, k8s
+    yield Cluster(ports, backends, k8s, variant)
     await stop(procs)
 
 
 async def test_requests_go_through_the_linkpy_of_the_destination_node(
-    cluster: tuple[dict[str, int], dict[str, Backend], FakeKubernetes],
+    cluster: Cluster,
 ) -> None:
-    ports, backends, _ = cluster
+    ports, backends = cluster.ports, cluster.backends
     out = f"http://{NODES['node-a']}:{ports['outgoing']}"
     async with httpx.AsyncClient(trust_env=False, timeout=10) as http:
         bodies = set()
@@ -172,8 +203,15 @@ async def test_requests_go_through_the_linkpy_of_the_destination_node(
         # node b's incoming router served what node a's outgoing sent its way
         admin_b = f"http://{NODES['node-b']}:{ports['admin']}"
         metrics = (await http.get(admin_b + "/admin/metrics.json")).json()
-        served = metrics[f"rt/incoming/server/{NODES['node-b']}/{ports['incoming']}/requests"]
-        assert served == len(backends["node-b"].seen)
+        incoming_b = f"rt/incoming/server/{NODES['node-b']}/{ports['incoming']}"
+        assert metrics[f"{incoming_b}/requests"] == len(backends["node-b"].seen)
+        if cluster.variant == "tls":
+            # configmap-tls.yaml: the incoming router speaks TLS only, to callers with
+            # the linkpys' certificate
+            with pytest.raises(httpx.TransportError):
+                await http.get(f"http://{NODES['node-b']}:{ports['incoming']}/")
+            metrics = (await http.get(admin_b + "/admin/metrics.json")).json()
+            assert metrics[f"{incoming_b}/tls/handshake_failures"] == 1
         # node a's outgoing client is the transformed name: the linkpys of the pods' nodes
         admin_a = f"http://{NODES['node-a']}:{ports['admin']}"
         state = (await http.get(admin_a + "/client_state.json")).json()
@@ -186,9 +224,9 @@ async def test_requests_go_through_the_linkpy_of_the_destination_node(
 
 
 async def test_a_node_without_linkpy_is_not_routed_to(
-    cluster: tuple[dict[str, int], dict[str, Backend], FakeKubernetes],
+    cluster: Cluster,
 ) -> None:
-    ports, backends, k8s = cluster
+    ports, backends, k8s = cluster.ports, cluster.backends, cluster.k8s
     # linkpy leaves node b (its pod is deleted): only node a's pods stay reachable
     k8s.set_endpoint_slice(
         "linkpy",
@@ -219,17 +257,26 @@ async def test_a_node_without_linkpy_is_not_routed_to(
 
 # -- Marathon -------------------------------------------------------------------------
 
-MARATHON_CONFIG = ROOT / "configs" / "linker-to-linker-marathon.yaml"
+MARATHON_CONFIGS = {
+    "plain": ROOT / "configs" / "linker-to-linker-marathon.yaml",
+    "tls": ROOT / "configs" / "linker-to-linker-marathon-tls.yaml",
+}
 AGENTS = {"agent-a": "127.0.0.2", "agent-b": "127.0.0.3"}
 
 
-def agent_config(ip: str, ports: dict[str, int], marathon: FakeMarathon) -> dict[str, Any]:
-    """The shipped Marathon config on one agent: its IP, the test's ports, the emulator.
+def agent_config(
+    ip: str, ports: dict[str, int], marathon: FakeMarathon, variant: str, certs: Path
+) -> dict[str, Any]:
+    """The shipped Marathon config on one agent: its IP, the test's ports, the emulator,
+    the test's certificates.
 
     Both agents are loopback addresses, which io.l5d.localhost cannot tell apart: the
     incoming router keeps its agent's tasks with io.l5d.specificHost instead.
     """
-    cfg: dict[str, Any] = yaml.safe_load(MARATHON_CONFIG.read_text())
+    text = MARATHON_CONFIGS[variant].read_text().replace("/certs/", f"{certs}/")
+    # the incoming port is the test's, in the port transformer and the client prefixes
+    text = text.replace("/%/io.l5d.port/4141", f"/%/io.l5d.port/{ports['incoming']}")
+    cfg: dict[str, Any] = yaml.safe_load(text)
     cfg["admin"] = {"ip": ip, "port": ports["admin"]}
     (namer,) = cfg["namers"]
     namer.update(host="127.0.0.1", port=marathon.port, useHealthCheck=False)
@@ -245,9 +292,11 @@ def agent_config(ip: str, ports: dict[str, int], marathon: FakeMarathon) -> dict
     return cfg
 
 
+@pytest.mark.parametrize("variant", sorted(MARATHON_CONFIGS))
 async def test_marathon_requests_go_through_the_linkpy_of_the_task_agent(
-    nursery: trio.Nursery, tmp_path: Path
+    nursery: trio.Nursery, tmp_path: Path, variant: str
 ) -> None:
+    certs = make_certs(tmp_path / "certs", "linkpy.marathon")
     marathon = FakeMarathon()
     await nursery.start(marathon.serve)
     ips = list(AGENTS.values())
@@ -261,7 +310,10 @@ async def test_marathon_requests_go_through_the_linkpy_of_the_task_agent(
         marathon.add_task("/team/users", host=ip, ports=[b.port])
     procs = [
         await start_linkpy(
-            nursery, tmp_path / f"{agent}.yaml", agent_config(ip, ports, marathon), {}
+            nursery,
+            tmp_path / f"{agent}.yaml",
+            agent_config(ip, ports, marathon, variant, certs),
+            {},
         )
         for agent, ip in AGENTS.items()
     ]
@@ -282,4 +334,7 @@ async def test_marathon_requests_go_through_the_linkpy_of_the_task_agent(
             ip = AGENTS[agent]
             m = (await http.get(f"http://{ip}:{ports['admin']}/admin/metrics.json")).json()
             assert m[f"rt/incoming/server/{ip}/{ports['incoming']}/requests"] == len(b.seen)
+        if variant == "tls":  # the incoming routers speak TLS only
+            with pytest.raises(httpx.TransportError):
+                await http.get(f"http://{AGENTS['agent-b']}:{ports['incoming']}/")
     await stop(procs)

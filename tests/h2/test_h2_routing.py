@@ -159,6 +159,39 @@ async def test_tls_with_alpn_h2(
     assert text.endswith("nginx /secure")
 
 
+async def test_client_tls_to_an_h2_endpoint(
+    start_linker: StartLinker, disco: Path, nginx: Nginx, tmp_path: Path
+) -> None:
+    """linkpy to linkpy over TLS with ALPN h2 (the linker-to-linker hop), then h2c."""
+    curl = require_tool("curl")
+    ca = trustme.CA()
+    cert = ca.issue_cert("linkpy.incoming")
+    key_path, cert_path, ca_path = tmp_path / "k.pem", tmp_path / "c.pem", tmp_path / "ca.pem"
+    cert.private_key_pem.write_to_path(str(key_path))
+    cert.cert_chain_pems[0].write_to_path(str(cert_path))
+    ca.cert_pem.write_to_path(str(ca_path))
+    write_disco(disco, "web", _At(nginx.port))  # type: ignore[arg-type]
+    server = f"    tls:\n      certPath: {cert_path}\n      keyPath: {key_path}\n"
+    incoming = await start_linker(h2_config(disco, identifier=HOST_ID, server=server))
+    client = f"  client:\n    tls: {{commonName: linkpy.incoming, trustCertsBundle: {ca_path}}}\n"
+    outgoing = await start_linker(
+        h2_config(
+            disco,
+            identifier=HOST_ID,
+            dtab=f"/svc => /$/inet/127.0.0.1/{h2_port(incoming)};",
+            extra=client,
+        )
+    )
+    out = await run(
+        curl, "-s", "-i", "--http2-prior-knowledge", "-H", "Host: web",
+        f"http://127.0.0.1:{h2_port(outgoing)}/hop",
+    )  # fmt: skip
+    text = out.stdout.decode()
+    assert text.startswith("HTTP/2 200"), text
+    assert text.endswith("nginx /hop")
+    assert metric(incoming, "rt/h2/server/127.0.0.1/%d/requests" % h2_port(incoming)) == 1
+
+
 async def test_l5d_dtab_and_headers(
     start_linker: StartLinker, disco: Path, raw_backend: MakeRaw
 ) -> None:
