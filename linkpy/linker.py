@@ -126,6 +126,7 @@ class Linker:
                     on_listen=ctx.bind,
                     backlog=opts.backlog if opts else None,
                     reuse_port=bool(opts and opts.reusePort),
+                    name=f"router {r.name}",
                 )
                 runtime.servers.append((server, ctx))
             self.routers.append(runtime)

@@ -115,7 +115,7 @@ class AdminServer:
         tls = cfg.tls
         #: admin.tls: the admin served over HTTPS
         self.tls = server_context(tls, ["http/1.1"]) if tls is not None and tls.enabled else None
-        self.server = TcpServer(cfg.ip, cfg.port, self._connection)
+        self.server = TcpServer(cfg.ip, cfg.port, self._connection, name="admin")
 
     # -- routes -----------------------------------------------------------------
 

@@ -72,7 +72,11 @@ class TcpServer:
         backlog: int | None = None,
         reuse_port: bool = False,
         on_listen: Callable[[int], None] | None = None,
+        name: str = "server",
     ) -> None:
+        self.name = name
+        #: what its connection tasks are called (in /admin/tasks), once it listens
+        self.task_name = f"{name} connection"
         self.ip = ip
         self.port = port
         self.handler = handler
@@ -108,6 +112,7 @@ class TcpServer:
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen, report the bound port, and serve until drained."""
         self._listeners = await self._listen()
+        self.task_name = f"{self.name} {self.ip}:{self.bound_port} connection"
         if self.on_listen is not None:
             self.on_listen(self.bound_port)
         try:
@@ -136,7 +141,7 @@ class TcpServer:
                     await trio.sleep(0.1)
                     continue
                 raise
-            nursery.start_soon(self._run, stream)
+            nursery.start_soon(self._run, stream, name=self.task_name)
 
     async def _run(self, stream: trio.SocketStream) -> None:
         try:

@@ -226,7 +226,12 @@ async def test_tasks(start_linker: StartLinker, disco: Path, http: httpx.AsyncCl
     assert "linkpy.linker.Linker.run" in every
     assert "linkpy.linker.Linker._housekeeping" in every
     assert "linkpy.admin.server.AdminServer.serve" in every
-    assert "linkpy.transport.server.TcpServer._run" in every  # this very request
+    assert f"admin 127.0.0.1:{linker.admin_port} connection" in every  # this very request
+    port = linker.ports()["out"][0]
+    async with await trio.open_tcp_stream("127.0.0.1", port):  # an idle router connection
+        await trio.sleep(0.1)
+        tree = (await http.get(admin_url(linker) + "/admin/tasks.json")).json()
+    assert f"router out 127.0.0.1:{port} connection" in names(tree)
     text = (await http.get(admin_url(linker) + "/admin/tasks")).text
     head, _, body = text.partition("\n\n")
     assert head == f"{len(every)} trio tasks"
