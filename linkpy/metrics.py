@@ -31,13 +31,14 @@ every histogram through :meth:`Stat.snapshot`):
   a labeled scope gives the name element ``kind`` and the label ``kind="label"``, the
   elements below a ``failures`` element go into an ``exception`` label (those below
   ``exn`` too, the name then saying ``exceptions``), and every character but
-  ``[A-Za-z0-9:]`` becomes ``_``.  Counters are ``counter`` families, whose samples
-  prometheus_client names ``<name>_total``; gauges are ``gauge`` families; a histogram
+  ``[A-Za-z0-9:]`` becomes ``_``.  Counters keep Linkerd's bare names (no ``_total``:
+  dashboards built for Linkerd query them), so they are untyped families; gauges are
+  ``gauge`` families; a histogram
   is a ``summary`` (``_count``, ``_sum`` and quantiles 0, .5, .9, .95, .99, .999,
   .9999, 1, where 0 and 1 are the exact min and max) plus a ``<name>_avg`` gauge::
 
-      rt:server:requests_total{rt="outgoing",server="127.0.0.1/4140"} 3.0
-      rt:client:failures_total{client="$/inet/127.1/8080",exception="connect_failed",...} 1.0
+      rt:server:requests{rt="outgoing",server="127.0.0.1/4140"} 3.0
+      rt:client:failures{client="$/inet/127.1/8080",exception="connect_failed",...} 1.0
       rt:service:request_latency_ms{quantile="0.99",rt="outgoing",service="svc/users"} 12.5
       rt:service:request_latency_ms_avg{rt="outgoing",service="svc/users"} 7.25
 
@@ -682,9 +683,11 @@ class _PromFamilies:
         name = _prom_name(self.prefix + ":".join(parts))
         key = frozenset(labels.items())
         if isinstance(metric, Counter):
-            family = self.family(name, "counter")
-            if family is not None and self.first(name + "_total", key):
-                family.add_sample(name + "_total", labels, metric.value)
+            # untyped, as Linkerd writes them: a "counter" family would be renamed
+            # <name>_total, and dashboards built on Linkerd query the bare names
+            family = self.family(name, "unknown")
+            if family is not None and self.first(name, key):
+                family.add_sample(name, labels, metric.value)
         elif isinstance(metric, Gauge):
             value = _read_gauge(metric)
             if value is None:

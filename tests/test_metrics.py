@@ -481,26 +481,26 @@ def test_prometheus_names_and_labels() -> None:
     srv = {"rt": "outgoing", "server": "127.0.0.1/4140"}
 
     requests = families["rt:server:requests"]
-    assert requests.type == "counter"
-    assert samples(requests) == {("rt:server:requests_total", frozenset(srv.items())): 3.0}
+    assert requests.type == "unknown"  # untyped, as Linkerd
+    assert samples(requests) == {("rt:server:requests", frozenset(srv.items())): 3.0}
 
     failures = families["rt:server:failures"]
     assert samples(failures) == {
-        ("rt:server:failures_total", frozenset(srv.items())): 1.0,
+        ("rt:server:failures", frozenset(srv.items())): 1.0,
         (
-            "rt:server:failures_total",
+            "rt:server:failures",
             frozenset({**srv, "exception": "connect_failed"}.items()),
         ): 1.0,
     }
-    assert text.count("# TYPE rt:server:failures_total ") == 1
+    assert text.count("# TYPE rt:server:failures ") == 1
 
     client = {"rt": "outgoing", "client": "#/io.l5d.fs/users"}
     assert samples(families["rt:client:requests"]) == {
-        ("rt:client:requests_total", frozenset(client.items())): 5.0
+        ("rt:client:requests", frozenset(client.items())): 5.0
     }
     assert samples(families["rt:client:service:success"]) == {
         (
-            "rt:client:service:success_total",
+            "rt:client:service:success",
             frozenset({**client, "service": "svc/users"}.items()),
         ): 4.0
     }
@@ -565,7 +565,7 @@ def test_prometheus_label_values_round_trip(label: str) -> None:
     m.labeled("rt", "outgoing").labeled("client", label).counter("requests").incr(2)
     fam = parse(m.prometheus())["rt:client:requests"]
     assert samples(fam) == {
-        ("rt:client:requests_total", frozenset({"rt": "outgoing", "client": label}.items())): 2.0
+        ("rt:client:requests", frozenset({"rt": "outgoing", "client": label}.items())): 2.0
     }
 
 
@@ -608,7 +608,7 @@ def test_nested_failures_join_with_colons_and_exn_becomes_exceptions() -> None:
     base = {"rt": "r", "server": "s"}
     assert samples(families["rt:server:failures"]) == {
         (
-            "rt:server:failures_total",
+            "rt:server:failures",
             frozenset(
                 {
                     **base,
@@ -620,13 +620,11 @@ def test_nested_failures_join_with_colons_and_exn_becomes_exceptions() -> None:
     }
     assert samples(families["rt:server:exceptions"]) == {
         (
-            "rt:server:exceptions_total",
+            "rt:server:exceptions",
             frozenset({**base, "exception": "java.io.IOException"}.items()),
         ): 2.0
     }
-    assert samples(families["rt:server:exn"]) == {
-        ("rt:server:exn_total", frozenset(base.items())): 5.0
-    }
+    assert samples(families["rt:server:exn"]) == {("rt:server:exn", frozenset(base.items())): 5.0}
 
 
 def test_same_family_from_many_scopes_is_one_family() -> None:
@@ -643,7 +641,7 @@ def test_same_family_from_many_scopes_is_one_family() -> None:
     assert len(families["rt:requests"].samples) == 2
     # Eight quantiles, _count and _sum for each of the four label sets.
     assert len(families["rt:service:request_latency_ms"].samples) == 4 * 10
-    for name in ("rt:service:requests_total", "rt:service:request_latency_ms"):
+    for name in ("rt:service:requests", "rt:service:request_latency_ms"):
         assert text.count(f"# TYPE {name} ") == 1
 
 
@@ -661,18 +659,16 @@ def test_names_that_escape_alike_export_once() -> None:
     m.scope("z").counter("q").incr()
     m.labeled("z", "1").gauge("q").set(1)  # family "z:q" too, but a counter claimed it
     families = parse(m.prometheus())
-    assert samples(families["a_b"]) == {("a_b_total", frozenset()): 1.0}
-    assert families["z:q"].type == "counter"
-    assert samples(families["z:q"]) == {("z:q_total", frozenset()): 1.0}
+    assert samples(families["a_b"]) == {("a_b", frozenset()): 1.0}
+    assert families["z:q"].type == "unknown"
+    assert samples(families["z:q"]) == {("z:q", frozenset()): 1.0}
 
 
 def test_prometheus_text_is_prometheus_clients() -> None:
     m = Metrics()
     m.labeled("rt", "r").counter("requests").incr(3)
     assert m.prometheus() == (
-        "# HELP rt:requests_total \n"
-        "# TYPE rt:requests_total counter\n"
-        'rt:requests_total{rt="r"} 3.0\n'
+        '# HELP rt:requests \n# TYPE rt:requests untyped\nrt:requests{rt="r"} 3.0\n'
     )
 
 

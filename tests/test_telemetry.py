@@ -68,7 +68,7 @@ async def test_influxdb_telemeter_serves_line_protocol(
     assert r.status_code == 200
     lines = r.text.splitlines()
     assert lines and all(" value=" in line and ",host=" in line for line in lines)
-    assert any(line.startswith("rt:server:requests_total,") for line in lines)
+    assert any(line.startswith("rt:server:requests,") for line in lines)
 
 
 async def test_access_log_rolls_by_size(tmp_path: Path) -> None:
@@ -133,4 +133,4 @@ def test_influx_lines() -> None:
     m = Metrics()
     m.labeled("rt", "out").labeled("server", "127.0.0.1/4140").counter("requests").incr(3)
     text = influx_lines(m, "box")
-    assert "rt:server:requests_total,rt=out,server=127.0.0.1/4140,host=box value=3.0" in text
+    assert "rt:server:requests,rt=out,server=127.0.0.1/4140,host=box value=3.0" in text
