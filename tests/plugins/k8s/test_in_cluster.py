@@ -1,7 +1,7 @@
 """In-cluster mode: HTTPS to the apiserver with the service account's CA and token.
 
 The emulator speaks plain HTTP, so a TLS terminator (trio's SSLStream with a
-certificate made by openssl for 127.0.0.1) stands in front of it, as the apiserver's
+certificate for 127.0.0.1 from a throwaway CA) stands in front of it, as the apiserver's
 TLS would.
 """
 
@@ -12,11 +12,11 @@ from pathlib import Path as FsPath
 
 import attrs
 import trio
+import trustme
 
 from linkpy.metrics import Metrics
 from linkpy.naming import Path
 
-from ...conftest import require_tool, run
 from .helpers import Slices, addresses, start_k8s, start_namer, until_true
 
 
@@ -28,27 +28,12 @@ class Pki:
 
 
 async def make_pki(d: FsPath) -> Pki:
-    openssl = require_tool("openssl")
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    await run(
-        openssl, "req", "-x509", *ec, "-keyout", str(d / "ca.key"), "-out", str(d / "ca.crt"),
-        "-days", "1", "-subj", "/CN=test-kubernetes-ca",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-    )  # fmt: skip
-    await run(
-        openssl, "req", *ec, "-keyout", str(d / "srv.key"), "-out", str(d / "srv.csr"),
-        "-subj", "/CN=kube-apiserver",
-    )  # fmt: skip
-    (d / "ext.cnf").write_text(
-        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
-        "authorityKeyIdentifier=keyid\nbasicConstraints=CA:FALSE\n"
-    )
-    await run(
-        openssl, "x509", "-req", "-in", str(d / "srv.csr"), "-CA", str(d / "ca.crt"),
-        "-CAkey", str(d / "ca.key"), "-CAcreateserial", "-out", str(d / "srv.crt"),
-        "-days", "1", "-extfile", str(d / "ext.cnf"),
-    )  # fmt: skip
+    """A cluster CA and the apiserver's certificate for 127.0.0.1 (trustme)."""
+    ca = trustme.CA(organization_unit_name="test-kubernetes-ca")
+    srv = ca.issue_cert("127.0.0.1", common_name="kube-apiserver")
+    ca.cert_pem.write_to_path(str(d / "ca.crt"))
+    srv.cert_chain_pems[0].write_to_path(str(d / "srv.crt"))
+    srv.private_key_pem.write_to_path(str(d / "srv.key"))
     return Pki(d / "ca.crt", d / "srv.crt", d / "srv.key")
 
 
