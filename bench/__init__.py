@@ -8,6 +8,7 @@ name here.
 
 SCENARIOS = [
     "http1",
+    "telemetry",
     "latency",
     "h2",
     "memory",
