@@ -372,6 +372,8 @@ class HttpRouter:
                         head = await conn.receive_head()
                 except ClientTimedOut:
                     raise  # no answer: the client is not reading either
+                except ClientClosed:
+                    return  # the client went away (a reset keep-alive connection): no request
                 except ProtocolError as e:
                     await self._reject(conn, srv, e)
                     return
