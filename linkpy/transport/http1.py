@@ -23,7 +23,7 @@ from ..proto.http1 import (
     ResponseHead,
     ResponseParser,
 )
-from .errors import map_errors
+from .errors import TRANSPORT_ERRORS, describe, map_errors
 
 RECV_SIZE: Final = 65536
 
@@ -78,14 +78,17 @@ class ServerConnection:
         """Read and parse more bytes; False at end of stream."""
         if self.eof:
             return False
-        if self.read_timeout is None:
-            with map_errors(ClientClosed):
+        # (try/except, not map_errors: a generator context manager on every read costs)
+        try:
+            if self.read_timeout is None:
                 data = await self.stream.receive_some(RECV_SIZE)
-        else:
-            with trio.move_on_after(self.read_timeout) as scope, map_errors(ClientClosed):
-                data = await self.stream.receive_some(RECV_SIZE)
-            if scope.cancelled_caught:
-                raise ClientTimedOut(f"nothing read for {self.read_timeout * 1000:.0f}ms")
+            else:
+                with trio.move_on_after(self.read_timeout) as scope:
+                    data = await self.stream.receive_some(RECV_SIZE)
+                if scope.cancelled_caught:
+                    raise ClientTimedOut(f"nothing read for {self.read_timeout * 1000:.0f}ms")
+        except TRANSPORT_ERRORS as e:
+            raise ClientClosed(describe(e)) from e
         if not data:
             self.eof = True
             return False
@@ -144,12 +147,14 @@ class ServerConnection:
 
     async def send(self, data: bytes) -> None:
         self.sent_any = True
-        if self.write_timeout is None:
-            with map_errors(ClientClosed):
+        try:
+            if self.write_timeout is None:
                 await self.stream.send_all(data)
-            return
-        with trio.move_on_after(self.write_timeout) as scope, map_errors(ClientClosed):
-            await self.stream.send_all(data)
+                return
+            with trio.move_on_after(self.write_timeout) as scope:
+                await self.stream.send_all(data)
+        except TRANSPORT_ERRORS as e:
+            raise ClientClosed(describe(e)) from e
         if scope.cancelled_caught:
             raise ClientTimedOut(f"a write blocked for {self.write_timeout * 1000:.0f}ms")
 
@@ -242,12 +247,14 @@ class ClientConnection:
         self.received_any = False
 
     async def send(self, data: bytes) -> None:
-        if self.write_timeout is None:
-            with map_errors(UpstreamClosed):
+        try:
+            if self.write_timeout is None:
                 await self.stream.send_all(data)
-            return
-        with trio.move_on_after(self.write_timeout) as scope, map_errors(UpstreamClosed):
-            await self.stream.send_all(data)
+                return
+            with trio.move_on_after(self.write_timeout) as scope:
+                await self.stream.send_all(data)
+        except TRANSPORT_ERRORS as e:
+            raise UpstreamClosed(describe(e)) from e
         if scope.cancelled_caught:
             self.abort()
             raise UpstreamTimedOut(f"a write blocked for {self.write_timeout * 1000:.0f}ms")
@@ -256,15 +263,17 @@ class ClientConnection:
         """The next response event."""
         events = self.parser.events
         while not events:
-            if self.read_timeout is None:
-                with map_errors(UpstreamClosed):
+            try:
+                if self.read_timeout is None:
                     data = await self.stream.receive_some(RECV_SIZE)
-            else:
-                with trio.move_on_after(self.read_timeout) as scope, map_errors(UpstreamClosed):
-                    data = await self.stream.receive_some(RECV_SIZE)
-                if scope.cancelled_caught:
-                    self.abort()
-                    raise UpstreamTimedOut(f"nothing read for {self.read_timeout * 1000:.0f}ms")
+                else:
+                    with trio.move_on_after(self.read_timeout) as scope:
+                        data = await self.stream.receive_some(RECV_SIZE)
+                    if scope.cancelled_caught:
+                        self.abort()
+                        raise UpstreamTimedOut(f"nothing read for {self.read_timeout * 1000:.0f}ms")
+            except TRANSPORT_ERRORS as e:
+                raise UpstreamClosed(describe(e)) from e
             if not data:
                 self.closed = True
                 if not self.received_any:
