@@ -749,11 +749,11 @@ class HttpRouter:
             while events:
                 kind, value = events[0]
                 if kind == DATA:
-                    events.popleft()
+                    del events[0]
                     if value:
                         out += chunk(value) if chunked_out else value  # type: ignore[arg-type,operator]
                 elif kind == END:
-                    events.popleft()
+                    del events[0]
                     if has_body and chunked_out:
                         out += last_chunk(value)  # type: ignore[arg-type]
                     await conn.send(out)
@@ -763,7 +763,7 @@ class HttpRouter:
             if out:
                 await conn.send(out)
                 out = b""
-            up.parser.events.appendleft(await up.receive())
+            up.parser.events.insert(0, await up.receive())
 
     async def _tunnel(
         self,
@@ -778,13 +778,13 @@ class HttpRouter:
         leftover_down = b""
         events = conn.parser.events
         while events:
-            kind, value = events.popleft()
+            kind, value = events.pop(0)
             if kind == UPGRADE:
                 leftover_down = value  # type: ignore[assignment]
         leftover_up = b""
         upevents = up.parser.events
         while upevents:
-            kind, value = upevents.popleft()
+            kind, value = upevents.pop(0)
             if kind == UPGRADE:
                 leftover_up = value  # type: ignore[assignment]
         if leftover_up:

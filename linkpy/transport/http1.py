@@ -211,15 +211,15 @@ class ServerConnection(_Connection):
         events = self.parser.events
         # the END of the previous (bodiless) request
         while events and events[0][0] == END:
-            events.popleft()
+            del events[0]
         while not events:
             if not await self._fill():
                 if self.parser._in_head:
                     raise ClientClosed("connection closed in the middle of a request head")
                 return None
             while events and events[0][0] == END:
-                events.popleft()
-        kind, value = events.popleft()
+                del events[0]
+        kind, value = events.pop(0)
         if kind != HEAD:
             raise RemoteProtocolError("unexpected request data")
         self.requests += 1
@@ -234,7 +234,7 @@ class ServerConnection(_Connection):
         while not events:
             if not await self._fill():
                 raise ClientClosed("connection closed in the middle of a request body")
-        return events.popleft()
+        return events.pop(0)
 
     def buffered_body(self, limit: int) -> bytes | None:
         """The whole body if it is already parsed (and fits ``limit``), else None.
@@ -251,8 +251,7 @@ class ServerConnection(_Connection):
                     return None
                 parts.append(value)  # type: ignore[arg-type]
             elif kind == END:
-                for _ in range(len(parts) + 1):
-                    events.popleft()
+                del events[: len(parts) + 1]
                 return b"".join(parts)
             else:
                 return None
@@ -375,7 +374,7 @@ class ClientConnection(_Connection):
                 break
             self.received_any = True
             self.parser.feed(data)
-        return events.popleft()
+        return events.pop(0)
 
     async def receive_head(self) -> ResponseHead:
         kind, value = await self.receive()
