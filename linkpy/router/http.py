@@ -20,6 +20,7 @@ import math
 import random
 import socket
 import time
+from contextlib import nullcontext
 from typing import Protocol, TypeVar
 from urllib.parse import quote_plus
 
@@ -368,8 +369,16 @@ class HttpRouter:
             while True:
                 state.set_idle(True)
                 try:
-                    with trio.move_on_after(srv.idle_time) as idle:
+                    # A cancel scope only for serverSession.idleTimeMs: each costs on every
+                    # request, and holds ~1 KB while the connection idles.
+                    if srv.idle_time == math.inf:
                         head = await conn.receive_head()
+                    else:
+                        with trio.move_on_after(srv.idle_time) as idle:
+                            head = await conn.receive_head()
+                        if idle.cancelled_caught:
+                            srv.idle_closes.incr()
+                            return
                 except ClientTimedOut:
                     raise  # no answer: the client is not reading either
                 except ClientClosed:
@@ -377,14 +386,11 @@ class HttpRouter:
                 except ProtocolError as e:
                     await self._reject(conn, srv, e)
                     return
-                if idle.cancelled_caught:
-                    srv.idle_closes.incr()  # serverSession.idleTimeMs
-                    return
                 if head is None:
                     return
                 state.set_idle(False)
                 keep = await self.handle(conn, head, srv)
-                expired = trio.current_time() - born > srv.life_time
+                expired = srv.life_time != math.inf and trio.current_time() - born > srv.life_time
                 if not keep or state.should_close or conn.eof or expired:
                     if not keep and conn.parser.events:
                         await conn.linger()  # an unread request body
@@ -1141,7 +1147,8 @@ class _Request:
         timeout = client.attempt_timeout
         up: ClientConnection | None = None
         try:
-            with trio.fail_after(timeout if timeout is not None else math.inf):
+            # (no cancel scope without a timeout: entering one costs on every request)
+            with trio.fail_after(timeout) if timeout is not None else nullcontext():
                 for fresh in (False, True):
                     try:
                         up = await ep.connection()
