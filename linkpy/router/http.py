@@ -189,6 +189,9 @@ class HttpRouter:
         self.clients: dict[object, Client] = {}
         self.services: dict[Path, Service] = {}
         self._dtab_cache: dict[bytes, Dtab] = {}
+        #: l5d-dst-service and l5d-ctx-dtab values, printed once per name and local dtab
+        self._path_headers: dict[Path, bytes] = {}
+        self._dtab_headers: dict[Dtab, bytes] = {}
         self.servers: list[ServerCtx] = []
         self.idle_ttl = float(cfg.bindingCache.idleTtlSecs)
         #: (request count, when it last moved) of each client and service
@@ -321,6 +324,24 @@ class HttpRouter:
                 self._dtab_cache.clear()
             self._dtab_cache[value] = d
         return d
+
+    def path_header(self, path: Path) -> bytes:
+        """``l5d-dst-service`` of a logical name (cached)."""
+        value = self._path_headers.get(path)
+        if value is None:
+            if len(self._path_headers) > 10_000:
+                self._path_headers.clear()
+            value = self._path_headers[path] = path.show().encode("latin-1", "replace")
+        return value
+
+    def dtab_header(self, local: Dtab) -> bytes:
+        """``l5d-ctx-dtab`` of a local dtab (cached, as the parsed dtabs are)."""
+        value = self._dtab_headers.get(local)
+        if value is None:
+            if len(self._dtab_headers) > 1000:
+                self._dtab_headers.clear()
+            value = self._dtab_headers[local] = local.show().encode("latin-1", "replace")
+        return value
 
     def local_dtab(self, head: RequestHead) -> Dtab:
         """``l5d-ctx-dtab`` then ``l5d-dtab`` values, parsed and removed from the request."""
@@ -607,12 +628,12 @@ class HttpRouter:
             if authority:
                 out.append((b"Host", authority))
         out.append((b"Via", VIA if via is None else via + b", " + VIA))
-        out.append((b"l5d-dst-service", path.show().encode("latin-1", "replace")))
+        out.append((b"l5d-dst-service", self.path_header(path)))
         out.append((b"l5d-dst-client", target.client_header))
         if target.residual_header:
             out.append((b"l5d-dst-residual", target.residual_header))
         if local.dentries:
-            out.append((b"l5d-ctx-dtab", local.show().encode("latin-1", "replace")))
+            out.append((b"l5d-ctx-dtab", self.dtab_header(local)))
         if srv.timestamp_header:
             out.append((srv.timestamp_header, str(int(time.time() * 1000)).encode()))
         if srv.forwarded is not None:
