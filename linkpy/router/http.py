@@ -43,7 +43,7 @@ from ..errors import (
     UnidentifiedRequest,
     UpstreamError,
 )
-from ..metrics import Counter, Scope
+from ..metrics import Counter, Counters, Scope
 from ..naming import Addr, AddrBound, Bound, Dtab, Failed, Ok, Path, Pending
 from ..proto.http1 import (
     DATA,
@@ -142,6 +142,7 @@ class ServerCtx:
         #: connections closed by socketOptions' readTimeoutMs / writeTimeoutMs
         self.socket_timeouts = scope.counter("socket_timeouts")
         self.status_scope = scope.scope("status")
+        self.statuses = Counters(self.status_scope)
         self.failure_scope = scope.scope("failures")
         scope.gauge("connections", fn=lambda: float(self.open_connections))
         scope.gauge("pending", fn=lambda: float(self.inflight))
@@ -430,7 +431,7 @@ class HttpRouter:
         srv.failures.incr()
         srv.failure_scope.counter("bad_request").incr()
         status = e.status_hint
-        srv.status_scope.counter(str(status)).incr()
+        srv.statuses[status].incr()
         if not conn.sent_any:
             with trio.move_on_after(1):
                 try:
@@ -497,7 +498,7 @@ class HttpRouter:
             srv.inflight -= 1
         elapsed_ms = (time.perf_counter() - start) * 1000.0
         srv.latency.add(elapsed_ms)
-        srv.status_scope.counter(str(status)).incr()
+        srv.statuses[status].incr()
         if ok is None:
             ok = 0 < status < 500
         if ok:
@@ -708,7 +709,7 @@ class HttpRouter:
         if length is not None:
             info[2] = str(length)
         client.success.incr() if cls.success else client.failures.incr()
-        client.status_scope.counter(str(result.status)).incr()
+        client.statuses[result.status].incr()
         client.latency.add((trio.current_time() - result.started) * 1000.0)
         if result.status == 101:
             status, keep = await self._tunnel(conn, head, result.up, result.resp, result.endpoint)
