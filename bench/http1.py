@@ -167,8 +167,8 @@ def run() -> None:
             f"Pinning: {tools.pinning()}. The pass-through proxy is `bench/passthrough.py` "
             "(trio + httptools, one upstream connection per downstream connection, bytes "
             "passed through unchanged). linkpy runs the realistic config below "
-            "(`bench/out/linkpy/http.yaml`, written by `bench/tools.py`; `disco/web` lists "
-            "the three nginx HTTP/1.1 ports).",
+            "(`bench/out/linkpy/http.yaml`, written by `bench/tools.py`; "
+            "`bench/out/linkpy/disco/web` lists the three nginx HTTP/1.1 ports).",
             "```yaml\n" + tools.config_text("http").rstrip() + "\n```",
             f"linkpy's own metrics counted {served:,.0f} requests during the measured runs, "
             f"{ok:,.0f} of them successful; failures by kind: {failed}. wrk got a 2xx for "

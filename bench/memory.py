@@ -56,6 +56,7 @@ def _under_load(proc: tools.Proc, port: int, pids: list[int]) -> dict[str, float
     """RSS during 60 s at 1,000 req/s: the last and the peak sample, and CPU µs/request."""
     args = tools.fixed_rate_args(1000, LOAD_SECONDS, 50)
     log = tools.OUT / "h2load" / f"memory-{proc.name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
     samples: list[float] = []
     with tools.Meter(pids) as m:
         cmd = tools.h2load_cmd(port, args, True, log)

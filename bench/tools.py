@@ -355,7 +355,7 @@ def write_config(protocol: str = "http") -> Path:
     text = CONFIG.format(
         admin=LINKPY_ADMIN if protocol == "http" else LINKPY_ADMIN + 1,
         protocol=protocol,
-        disco=disco.name,
+        disco=disco.relative_to(ROOT),  # linkpy runs in ROOT: rootDir is relative to it
         label="bench" if protocol == "http" else "bench-h2",
         dtab=dtab.rstrip("\n"),
         port=LINKPY_PORT if protocol == "http" else LINKPY_H2_PORT,

@@ -70,7 +70,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric as PromMetric
 
-__all__ = ["Counter", "Gauge", "Metrics", "Scope", "Stat", "StatSnapshot"]
+__all__ = ["Counter", "Counters", "Gauge", "Metrics", "Scope", "Stat", "StatSnapshot"]
 
 
 # --- counters and gauges --------------------------------------------------------
@@ -92,6 +92,24 @@ class Counter:
 
     def __repr__(self) -> str:
         return f"Counter({self.value})"
+
+
+class Counters(dict[int, Counter]):
+    """The counters below one scope named by an int (a status code): ``statuses[200].incr()``.
+
+    ``counters[n]`` is ``scope.counter(str(n))``, made on first use; after that it is a
+    dict hit, where asking the scope would split and walk the name on every request.
+    """
+
+    __slots__ = ("_scope",)
+
+    def __init__(self, scope: Scope) -> None:
+        super().__init__()
+        self._scope = scope
+
+    def __missing__(self, key: int) -> Counter:
+        counter = self[key] = self._scope.counter(str(key))
+        return counter
 
 
 class Gauge:

@@ -13,13 +13,14 @@ PAGES = sorted(
     [ROOT / "README.md", *(ROOT / "docs").rglob("*.md"), *(ROOT / "plugins").rglob("*.md")]
 )
 LINK = re.compile(r"\]\(([^)\s]+)\)")
+HTML_ANCHOR = re.compile(r'<a (?:id|name)="([^"]+)">')
 
 
 def anchors(page: Path) -> set[str]:
-    """GitHub's heading anchors of a Markdown page, and its explicit ``<a id>``s."""
-    text = page.read_text()
-    out = set(re.findall(r'<a id="([^"]+)"></a>', text))
-    for line in text.splitlines():
+    """GitHub's heading anchors of a Markdown page, and its HTML anchors (``<a id>``)."""
+    out = set()
+    for line in page.read_text().splitlines():
+        out.update(HTML_ANCHOR.findall(line))
         if line.startswith("#"):
             title = line.lstrip("#").strip().lower()
             title = re.sub(r"[^\w\- ]", "", title)

@@ -14,7 +14,7 @@ from prometheus_client.metrics_core import Metric as PromMetric
 from prometheus_client.parser import text_string_to_metric_families
 
 from linkpy import metrics as metrics_module
-from linkpy.metrics import Counter, Gauge, Metrics, Scope, Stat, StatSnapshot
+from linkpy.metrics import Counter, Counters, Gauge, Metrics, Scope, Stat, StatSnapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,6 +70,17 @@ def test_counter() -> None:
     c.incr()
     c.incr(4)
     assert c.value == 5
+
+
+def test_counters_by_status_are_the_scopes_counters() -> None:
+    m = Metrics()
+    status = m.labeled("rt", "outgoing").scope("status")
+    statuses = Counters(status)
+    statuses[200].incr()
+    statuses[200].incr()
+    statuses[503].incr()
+    assert statuses[200] is status.counter("200")
+    assert m.flat() == {"rt/outgoing/status/200": 2, "rt/outgoing/status/503": 1}
 
 
 def test_gauge_set_and_fn() -> None:

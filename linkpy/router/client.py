@@ -20,7 +20,7 @@ import trio
 from ..activity import Var
 from ..config.schema import LoadBalancerConfig
 from ..errors import ConnectFailed, Overloaded
-from ..metrics import Scope
+from ..metrics import Counters, Scope
 from ..naming import Addr, AddrBound, Address, AddrFailed, AddrSource, Path
 from ..transport.errors import TRANSPORT_ERRORS, describe
 from ..transport.http1 import ClientConnection, abort_stream
@@ -281,6 +281,7 @@ class Client:
         self.tls_failures = metrics.counter("tls", "handshake_failures")
         self.closes = metrics.counter("closes")
         self.status_scope = metrics.scope("status")
+        self.statuses = Counters(self.status_scope)
         retries = metrics.scope("retries")
         self.requeues = retries.counter("requeues")
         self.requeue_budget_exhausted = retries.counter("budget_exhausted")

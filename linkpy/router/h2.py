@@ -157,18 +157,8 @@ class H2Router(HttpRouter):
         self._connecting: dict[Endpoint, trio.Event] = {}
         self._client_settings: dict[Client, tuple[H2Settings, Scope]] = {}
         self._counters: dict[Client, _StreamCount] = {}
-        self._path_headers: dict[Path, bytes] = {}
         self.upstream_streams = 0
         metrics.gauge("h2", "upstream_streams", fn=lambda: float(self.upstream_streams))
-
-    def path_header(self, path: Path) -> bytes:
-        """``l5d-dst-service`` of a logical name (cached)."""
-        value = self._path_headers.get(path)
-        if value is None:
-            if len(self._path_headers) > 10_000:
-                self._path_headers.clear()
-            value = self._path_headers[path] = path.show().encode("latin-1", "replace")
-        return value
 
     def server(self, cfg: ServerConfig, port: int) -> ServerCtx:
         ctx = H2ServerCtx(self, cfg, port)
@@ -676,7 +666,7 @@ class _Exchange:
         # only values that repeat (and stays short to search)
         out.append(NeverIndexedHeaderTuple(b"l5d-reqid", self.reqid))
         if self.local.dentries:
-            out.append((b"l5d-ctx-dtab", self.local.show().encode("latin-1", "replace")))
+            out.append((b"l5d-ctx-dtab", self.router.dtab_header(self.local)))
         if self.deadline is not None:
             out = [(k, v) for k, v in out if k != b"l5d-ctx-deadline"]
             out.append((b"l5d-ctx-deadline", self.deadline))

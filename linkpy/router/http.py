@@ -21,6 +21,7 @@ import random
 import socket
 import ssl
 import time
+from contextlib import nullcontext
 from typing import Protocol, TypeVar
 from urllib.parse import quote_plus
 
@@ -43,7 +44,7 @@ from ..errors import (
     UnidentifiedRequest,
     UpstreamError,
 )
-from ..metrics import Counter, Scope
+from ..metrics import Counter, Counters, Scope
 from ..naming import Addr, AddrBound, Bound, Dtab, Failed, Ok, Path, Pending, substitute
 from ..proto.http1 import (
     DATA,
@@ -147,6 +148,7 @@ class ServerCtx:
         #: TLS handshakes that failed or timed out
         self.tls_failures = scope.counter("tls", "handshake_failures")
         self.status_scope = scope.scope("status")
+        self.statuses = Counters(self.status_scope)
         self.failure_scope = scope.scope("failures")
         scope.gauge("connections", fn=lambda: float(self.open_connections))
         scope.gauge("pending", fn=lambda: float(self.inflight))
@@ -198,6 +200,9 @@ class HttpRouter:
         self.clients: dict[object, Client] = {}
         self.services: dict[Path, Service] = {}
         self._dtab_cache: dict[bytes, Dtab] = {}
+        #: l5d-dst-service and l5d-ctx-dtab values, printed once per name and local dtab
+        self._path_headers: dict[Path, bytes] = {}
+        self._dtab_headers: dict[Dtab, bytes] = {}
         self.servers: list[ServerCtx] = []
         self.idle_ttl = float(cfg.bindingCache.idleTtlSecs)
         #: (request count, when it last moved) of each client and service
@@ -351,6 +356,24 @@ class HttpRouter:
             self._dtab_cache[value] = d
         return d
 
+    def path_header(self, path: Path) -> bytes:
+        """``l5d-dst-service`` of a logical name (cached)."""
+        value = self._path_headers.get(path)
+        if value is None:
+            if len(self._path_headers) > 10_000:
+                self._path_headers.clear()
+            value = self._path_headers[path] = path.show().encode("latin-1", "replace")
+        return value
+
+    def dtab_header(self, local: Dtab) -> bytes:
+        """``l5d-ctx-dtab`` of a local dtab (cached, as the parsed dtabs are)."""
+        value = self._dtab_headers.get(local)
+        if value is None:
+            if len(self._dtab_headers) > 1000:
+                self._dtab_headers.clear()
+            value = self._dtab_headers[local] = local.show().encode("latin-1", "replace")
+        return value
+
     def local_dtab(self, head: RequestHead) -> Dtab:
         """``l5d-ctx-dtab`` then ``l5d-dtab`` values, parsed and removed from the request."""
         ctx: list[bytes] = []
@@ -405,21 +428,28 @@ class HttpRouter:
             while True:
                 state.set_idle(True)
                 try:
-                    with trio.move_on_after(srv.idle_time) as idle:
+                    # A cancel scope only for serverSession.idleTimeMs: each costs on every
+                    # request, and holds ~1 KB while the connection idles.
+                    if srv.idle_time == math.inf:
                         head = await conn.receive_head()
+                    else:
+                        with trio.move_on_after(srv.idle_time) as idle:
+                            head = await conn.receive_head()
+                        if idle.cancelled_caught:
+                            srv.idle_closes.incr()
+                            return
                 except ClientTimedOut:
                     raise  # no answer: the client is not reading either
+                except ClientClosed:
+                    return  # the client went away (a reset keep-alive connection): no request
                 except ProtocolError as e:
                     await self._reject(conn, srv, e)
-                    return
-                if idle.cancelled_caught:
-                    srv.idle_closes.incr()  # serverSession.idleTimeMs
                     return
                 if head is None:
                     return
                 state.set_idle(False)
                 keep = await self.handle(conn, head, srv)
-                expired = trio.current_time() - born > srv.life_time
+                expired = srv.life_time != math.inf and trio.current_time() - born > srv.life_time
                 if not keep or state.should_close or conn.eof or expired:
                     if not keep and conn.parser.events:
                         await conn.linger()  # an unread request body
@@ -438,7 +468,7 @@ class HttpRouter:
         srv.failures.incr()
         srv.failure_scope.counter("bad_request").incr()
         status = e.status_hint
-        srv.status_scope.counter(str(status)).incr()
+        srv.statuses[status].incr()
         if not conn.sent_any:
             with trio.move_on_after(1):
                 try:
@@ -505,7 +535,7 @@ class HttpRouter:
             srv.inflight -= 1
         elapsed_ms = (time.perf_counter() - start) * 1000.0
         srv.latency.add(elapsed_ms)
-        srv.status_scope.counter(str(status)).incr()
+        srv.statuses[status].incr()
         if ok is None:
             ok = 0 < status < 500
         if ok:
@@ -636,12 +666,12 @@ class HttpRouter:
             if authority:
                 out.append((b"Host", authority))
         out.append((b"Via", VIA if via is None else via + b", " + VIA))
-        out.append((b"l5d-dst-service", path.show().encode("latin-1", "replace")))
+        out.append((b"l5d-dst-service", self.path_header(path)))
         out.append((b"l5d-dst-client", target.client_header))
         if target.residual_header:
             out.append((b"l5d-dst-residual", target.residual_header))
         if local.dentries:
-            out.append((b"l5d-ctx-dtab", local.show().encode("latin-1", "replace")))
+            out.append((b"l5d-ctx-dtab", self.dtab_header(local)))
         if srv.timestamp_header:
             out.append((srv.timestamp_header, str(int(time.time() * 1000)).encode()))
         if srv.forwarded is not None:
@@ -716,7 +746,7 @@ class HttpRouter:
         if length is not None:
             info[2] = str(length)
         client.success.incr() if cls.success else client.failures.incr()
-        client.status_scope.counter(str(result.status)).incr()
+        client.statuses[result.status].incr()
         client.latency.add((trio.current_time() - result.started) * 1000.0)
         if result.status == 101:
             status, keep = await self._tunnel(conn, head, result.up, result.resp, result.endpoint)
@@ -784,11 +814,11 @@ class HttpRouter:
             while events:
                 kind, value = events[0]
                 if kind == DATA:
-                    events.popleft()
+                    del events[0]
                     if value:
                         out += chunk(value) if chunked_out else value  # type: ignore[arg-type,operator]
                 elif kind == END:
-                    events.popleft()
+                    del events[0]
                     if has_body and chunked_out:
                         out += last_chunk(value)  # type: ignore[arg-type]
                     await conn.send(out)
@@ -798,7 +828,7 @@ class HttpRouter:
             if out:
                 await conn.send(out)
                 out = b""
-            up.parser.events.appendleft(await up.receive())
+            up.parser.events.insert(0, await up.receive())
 
     async def _tunnel(
         self,
@@ -813,13 +843,13 @@ class HttpRouter:
         leftover_down = b""
         events = conn.parser.events
         while events:
-            kind, value = events.popleft()
+            kind, value = events.pop(0)
             if kind == UPGRADE:
                 leftover_down = value  # type: ignore[assignment]
         leftover_up = b""
         upevents = up.parser.events
         while upevents:
-            kind, value = upevents.popleft()
+            kind, value = upevents.pop(0)
             if kind == UPGRADE:
                 leftover_up = value  # type: ignore[assignment]
         if leftover_up:
@@ -1177,7 +1207,8 @@ class _Request:
         timeout = client.attempt_timeout
         up: ClientConnection | None = None
         try:
-            with trio.fail_after(timeout if timeout is not None else math.inf):
+            # (no cancel scope without a timeout: entering one costs on every request)
+            with trio.fail_after(timeout) if timeout is not None else nullcontext():
                 for fresh in (False, True):
                     try:
                         up = await ep.connection()

@@ -1,13 +1,25 @@
 """HTTP/1.1 connections: the protocol core of :mod:`linkpy.proto.http1` on trio streams.
 
 :class:`ServerConnection` is a downstream connection (we read requests, write
-responses); :class:`ClientConnection` an upstream one (we write requests, read
 responses).  Both read in 64 KiB pieces and hand out parsed events one at a time, so
 a body streams through with bounded memory and natural backpressure.
+
+The socket fast path.  On a plain :class:`trio.SocketStream` both connections call the
+socket's ``recv``/``send`` first and wait for readiness
+(:func:`trio.lowlevel.wait_readable` / :func:`~trio.lowlevel.wait_writable`) only when
+the call would block: ``SocketStream.receive_some`` and ``send_all`` pass through the
+scheduler on every call, blocking or not, which cost more than the rest of the I/O.
+trio's rules still hold: every wait is a checkpoint, a read or write that happens is
+never undone by a cancellation, and :meth:`ServerConnection.receive_head` makes sure
+each request passes at least one checkpoint (a client whose bytes are always ready
+cannot starve the other tasks, and a cancelled connection notices at its next
+request).  Any other stream (TLS, a test's memory stream) uses the Stream API, whose
+every call is a checkpoint.
 """
 
 from __future__ import annotations
 
+import socket
 from typing import Final
 
 import trio
@@ -23,9 +35,122 @@ from ..proto.http1 import (
     ResponseHead,
     ResponseParser,
 )
-from .errors import map_errors
+from .errors import TRANSPORT_ERRORS, describe, map_errors
 
 RECV_SIZE: Final = 65536
+#: After this many reads in a row that did not wait, the next one waits for readiness
+#: (a checkpoint) even if bytes are ready: a body streaming faster than we forward it
+#: still lets the other tasks run and a cancellation land, with no byte read and lost.
+EAGER_READS: Final = 16
+
+
+def _os_socket(stream: trio.abc.Stream) -> socket.socket | None:
+    """The OS socket under a plain :class:`trio.SocketStream`, for the fast path.
+
+    None for any other stream: a TLS stream (its socket carries ciphertext), or a
+    stream that is not a socket.
+    """
+    if type(stream) is not trio.SocketStream:
+        return None
+    sock = getattr(stream.socket, "_sock", None)  # trio's socket wraps the stdlib one
+    return sock if isinstance(sock, socket.socket) else None
+
+
+class _Connection:
+    """The I/O both kinds of connection share: the fast path, readiness waits, timeouts.
+
+    The methods raise the transport's own errors (``TRANSPORT_ERRORS``); the
+    subclasses say what they mean.
+    """
+
+    __slots__ = ("_stream", "sock", "read_timeout", "write_timeout", "eager")
+
+    def __init__(
+        self, stream: trio.abc.Stream, read_timeout: float | None, write_timeout: float | None
+    ) -> None:
+        self.stream = stream
+        #: socketOptions: the longest one read or write may wait (None: unbounded)
+        self.read_timeout = read_timeout
+        self.write_timeout = write_timeout
+        #: reads in a row that did not wait (see :data:`EAGER_READS`)
+        self.eager = 0
+
+    @property
+    def stream(self) -> trio.abc.Stream:
+        return self._stream
+
+    @stream.setter
+    def stream(self, stream: trio.abc.Stream) -> None:
+        self._stream = stream
+        #: the OS socket of the fast path (None: the Stream API)
+        self.sock = _os_socket(stream)
+
+    def _try_recv(self) -> bytes | bytearray | None:
+        """What the socket has to read now (b"" at end of stream); None if it would
+        block, or on the Stream API."""
+        sock = self.sock
+        if sock is None or self.eager >= EAGER_READS:
+            return None
+        try:
+            data = sock.recv(RECV_SIZE)
+        except BlockingIOError:
+            return None
+        self.eager += 1
+        return data
+
+    async def _recv(self) -> bytes | bytearray | None:
+        """Wait for bytes to read (b"" at end of stream); None after readTimeoutMs."""
+        if self.read_timeout is None:
+            return await self._recv_wait()
+        with trio.move_on_after(self.read_timeout):
+            return await self._recv_wait()
+        return None
+
+    async def _recv_wait(self) -> bytes | bytearray:
+        self.eager = 0
+        sock = self.sock
+        if sock is None:
+            return await self._stream.receive_some(RECV_SIZE)
+        while True:
+            await trio.lowlevel.wait_readable(sock)
+            try:
+                return sock.recv(RECV_SIZE)
+            except BlockingIOError:
+                pass
+
+    def _try_send(self, data: bytes) -> int:
+        """How much of ``data`` the socket took now (0 if it would block, or on the
+        Stream API)."""
+        sock = self.sock
+        if sock is None:
+            return 0
+        try:
+            return sock.send(data)
+        except BlockingIOError:
+            return 0
+
+    async def _send(self, data: bytes, sent: int) -> bool:
+        """Send ``data`` from ``sent`` on, waiting for room; False after writeTimeoutMs."""
+        if self.write_timeout is None:
+            await self._send_wait(data, sent)
+            return True
+        with trio.move_on_after(self.write_timeout):
+            await self._send_wait(data, sent)
+            return True
+        return False
+
+    async def _send_wait(self, data: bytes, sent: int) -> None:
+        sock = self.sock
+        if sock is None:  # (then nothing was sent yet)
+            await self._stream.send_all(data)
+            return
+        view = memoryview(data)[sent:]
+        while view:
+            await trio.lowlevel.wait_writable(sock)
+            try:
+                view = view[sock.send(view) :]
+            except BlockingIOError:
+                pass
 
 
 class ClientClosed(RemoteProtocolError):
@@ -36,20 +161,10 @@ class ClientTimedOut(ClientClosed):
     """The downstream client sent or read nothing for socketOptions' read/writeTimeoutMs."""
 
 
-class ServerConnection:
+class ServerConnection(_Connection):
     """A downstream HTTP/1.1 connection."""
 
-    __slots__ = (
-        "stream",
-        "parser",
-        "peer",
-        "local",
-        "requests",
-        "eof",
-        "sent_any",
-        "read_timeout",
-        "write_timeout",
-    )
+    __slots__ = ("parser", "peer", "local", "requests", "eof", "sent_any", "waited")
 
     def __init__(
         self,
@@ -62,7 +177,7 @@ class ServerConnection:
         read_timeout: float | None = None,
         write_timeout: float | None = None,
     ) -> None:
-        self.stream = stream
+        super().__init__(stream, read_timeout, write_timeout)
         self.parser = RequestParser(max_line, max_headers)
         self.peer = peer
         self.local = local
@@ -70,22 +185,23 @@ class ServerConnection:
         self.eof = False
         #: Whether any byte of the current response was written.
         self.sent_any = False
-        #: socketOptions: the longest one read or write may wait (None: unbounded)
-        self.read_timeout = read_timeout
-        self.write_timeout = write_timeout
+        #: Whether reading the current request waited (passed a checkpoint).
+        self.waited = False
 
     async def _fill(self) -> bool:
         """Read and parse more bytes; False at end of stream."""
         if self.eof:
             return False
-        if self.read_timeout is None:
-            with map_errors(ClientClosed):
-                data = await self.stream.receive_some(RECV_SIZE)
-        else:
-            with trio.move_on_after(self.read_timeout) as scope, map_errors(ClientClosed):
-                data = await self.stream.receive_some(RECV_SIZE)
-            if scope.cancelled_caught:
-                raise ClientTimedOut(f"nothing read for {self.read_timeout * 1000:.0f}ms")
+        try:
+            data = self._try_recv()
+            if data is None:
+                self.waited = True
+                data = await self._recv()
+                if data is None:
+                    assert self.read_timeout is not None
+                    raise ClientTimedOut(f"nothing read for {self.read_timeout * 1000:.0f}ms")
+        except TRANSPORT_ERRORS as e:
+            raise ClientClosed(describe(e)) from e
         if not data:
             self.eof = True
             return False
@@ -93,23 +209,32 @@ class ServerConnection:
         return True
 
     async def receive_head(self) -> RequestHead | None:
-        """The next request's head, or None when the client closed between requests."""
+        """The next request's head, or None when the client closed between requests.
+
+        A checkpoint, so that each request passes at least one: cancellation is checked
+        before anything is read, and if reading the head did not wait, the task yields
+        once it has it.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        self.waited = False
         events = self.parser.events
         # the END of the previous (bodiless) request
         while events and events[0][0] == END:
-            events.popleft()
+            del events[0]
         while not events:
             if not await self._fill():
                 if self.parser._in_head:
                     raise ClientClosed("connection closed in the middle of a request head")
                 return None
             while events and events[0][0] == END:
-                events.popleft()
-        kind, value = events.popleft()
+                del events[0]
+        kind, value = events.pop(0)
         if kind != HEAD:
             raise RemoteProtocolError("unexpected request data")
         self.requests += 1
         self.sent_any = False
+        if not self.waited:
+            await trio.lowlevel.cancel_shielded_checkpoint()
         return value  # type: ignore[return-value]
 
     async def receive_body(self) -> Event:
@@ -118,7 +243,7 @@ class ServerConnection:
         while not events:
             if not await self._fill():
                 raise ClientClosed("connection closed in the middle of a request body")
-        return events.popleft()
+        return events.pop(0)
 
     def buffered_body(self, limit: int) -> bytes | None:
         """The whole body if it is already parsed (and fits ``limit``), else None.
@@ -135,8 +260,7 @@ class ServerConnection:
                     return None
                 parts.append(value)  # type: ignore[arg-type]
             elif kind == END:
-                for _ in range(len(parts) + 1):
-                    events.popleft()
+                del events[: len(parts) + 1]
                 return b"".join(parts)
             else:
                 return None
@@ -144,14 +268,13 @@ class ServerConnection:
 
     async def send(self, data: bytes) -> None:
         self.sent_any = True
-        if self.write_timeout is None:
-            with map_errors(ClientClosed):
-                await self.stream.send_all(data)
-            return
-        with trio.move_on_after(self.write_timeout) as scope, map_errors(ClientClosed):
-            await self.stream.send_all(data)
-        if scope.cancelled_caught:
-            raise ClientTimedOut(f"a write blocked for {self.write_timeout * 1000:.0f}ms")
+        try:
+            sent = self._try_send(data)
+            if sent < len(data) and not await self._send(data, sent):
+                assert self.write_timeout is not None
+                raise ClientTimedOut(f"a write blocked for {self.write_timeout * 1000:.0f}ms")
+        except TRANSPORT_ERRORS as e:
+            raise ClientClosed(describe(e)) from e
 
     async def linger(self, limit: int = 1 << 20, seconds: float = 1.0) -> None:
         """Stop sending, and read (and drop) what the client still sends, briefly.
@@ -198,20 +321,10 @@ class UpstreamTimedOut(UpstreamClosed):
     """The endpoint sent or read nothing for socketOptions' read/writeTimeoutMs."""
 
 
-class ClientConnection:
+class ClientConnection(_Connection):
     """An upstream HTTP/1.1 connection to one endpoint."""
 
-    __slots__ = (
-        "stream",
-        "parser",
-        "uses",
-        "born",
-        "idle_since",
-        "received_any",
-        "closed",
-        "read_timeout",
-        "write_timeout",
-    )
+    __slots__ = ("parser", "uses", "born", "idle_since", "received_any", "closed")
 
     def __init__(
         self,
@@ -219,10 +332,7 @@ class ClientConnection:
         read_timeout: float | None = None,
         write_timeout: float | None = None,
     ) -> None:
-        self.stream = stream
-        #: socketOptions: the longest one read or write may wait (None: unbounded)
-        self.read_timeout = read_timeout
-        self.write_timeout = write_timeout
+        super().__init__(stream, read_timeout, write_timeout)
         self.parser = ResponseParser()
         #: When it was opened (clientSession.lifeTimeMs counts from here).
         self.born = trio.current_time()
@@ -242,29 +352,29 @@ class ClientConnection:
         self.received_any = False
 
     async def send(self, data: bytes) -> None:
-        if self.write_timeout is None:
-            with map_errors(UpstreamClosed):
-                await self.stream.send_all(data)
-            return
-        with trio.move_on_after(self.write_timeout) as scope, map_errors(UpstreamClosed):
-            await self.stream.send_all(data)
-        if scope.cancelled_caught:
-            self.abort()
-            raise UpstreamTimedOut(f"a write blocked for {self.write_timeout * 1000:.0f}ms")
+        try:
+            sent = self._try_send(data)
+            if sent < len(data) and not await self._send(data, sent):
+                assert self.write_timeout is not None
+                self.abort()
+                raise UpstreamTimedOut(f"a write blocked for {self.write_timeout * 1000:.0f}ms")
+        except TRANSPORT_ERRORS as e:
+            raise UpstreamClosed(describe(e)) from e
 
     async def receive(self) -> Event:
         """The next response event."""
         events = self.parser.events
         while not events:
-            if self.read_timeout is None:
-                with map_errors(UpstreamClosed):
-                    data = await self.stream.receive_some(RECV_SIZE)
-            else:
-                with trio.move_on_after(self.read_timeout) as scope, map_errors(UpstreamClosed):
-                    data = await self.stream.receive_some(RECV_SIZE)
-                if scope.cancelled_caught:
-                    self.abort()
-                    raise UpstreamTimedOut(f"nothing read for {self.read_timeout * 1000:.0f}ms")
+            try:
+                data = self._try_recv()
+                if data is None:
+                    data = await self._recv()
+                    if data is None:
+                        assert self.read_timeout is not None
+                        self.abort()
+                        raise UpstreamTimedOut(f"nothing read for {self.read_timeout * 1000:.0f}ms")
+            except TRANSPORT_ERRORS as e:
+                raise UpstreamClosed(describe(e)) from e
             if not data:
                 self.closed = True
                 if not self.received_any:
@@ -273,7 +383,7 @@ class ClientConnection:
                 break
             self.received_any = True
             self.parser.feed(data)
-        return events.popleft()
+        return events.pop(0)
 
     async def receive_head(self) -> ResponseHead:
         kind, value = await self.receive()

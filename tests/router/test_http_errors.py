@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import struct
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import unquote_plus
@@ -187,6 +189,36 @@ async def test_header_limits(backend: MakeBackend, start_linker: StartLinker, di
     out = await raw(port, b"GET / HTTP/1.1\r\nHost: web\r\nX-Big: " + b"c" * 200_000)
     assert out.startswith(b"HTTP/1.1 431")
     assert not b.seen
+
+
+async def test_a_reset_idle_keep_alive_connection_is_no_failed_request(
+    backend: MakeBackend, start_linker: StartLinker, disco: Path
+) -> None:
+    b = await backend("b")
+    write_disco(disco, "web", b)
+    linker = await start_linker(fs_config(disco))
+    port = linker.ports()["out"][0]
+    sock = trio.socket.socket()
+    await sock.connect(("127.0.0.1", port))
+    await sock.send(b"GET / HTTP/1.1\r\nHost: web\r\n\r\n")
+    answer = b""
+    with trio.fail_after(10):
+        while b"b GET /" not in answer:  # the backend's body: the whole response
+            answer += await sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200")
+    # close with a reset (SO_LINGER 0) while the connection waits for its next request
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+    server = f"rt/out/server/127.0.0.1/{port}/"
+    with trio.fail_after(10):
+        while linker.metrics.flat()[server + "connections"]:  # noqa: ASYNC110 - a gauge
+            await trio.sleep(0.01)
+    m = linker.metrics.flat()
+    assert m[server + "requests"] == 1
+    assert m[server + "success"] == 1
+    assert m[server + "failures"] == 0
+    assert server + "failures/bad_request" not in m
+    assert server + "status/400" not in m
 
 
 async def serve_script(nursery: trio.Nursery, reply: bytes) -> int:
