@@ -133,13 +133,22 @@ class PeakEwma(P2C):
     """P2C over a latency-aware cost (Finagle's ``ewma``): the endpoint's peak-sensitive
     exponentially weighted moving average of latency, times its load plus one.
 
-    A sample above the average replaces it at once (the peak); lower samples decay it
-    with time constant ``decayTimeMs``.  A failure counts as a slow response (at least
-    twice the current average, and 50 ms), so that an endpoint failing fast does not
-    look fast.
+    As Finagle's ``PeakEwma``: a sample above the average replaces it at once (the
+    peak); a lower sample pulls it down with the weight of the time since the average
+    was last updated (time constant ``decayTimeMs``); and the average also decays
+    towards zero while the endpoint is not heard from, at each look, so that an endpoint
+    that was slow once and is no longer picked becomes cheap again and is tried (without
+    that, one slow answer would keep an endpoint out of the traffic for good, whatever
+    its latency since).  An endpoint with requests in flight and no latency history yet
+    costs a penalty: it gets one request until its first answer, not every request
+    until then.  A failure counts as a slow response (at least twice the current
+    average, and 50 ms), so that an endpoint failing fast does not look fast.
     """
 
     FAILURE_PENALTY = 0.05
+    #: the cost of an endpoint with requests in flight and no latency history (Finagle:
+    #: ``Long.MaxValue >> 16`` ns, plus the requests in flight)
+    NO_HISTORY_PENALTY = float(2**47)
 
     def __init__(
         self,
@@ -149,26 +158,34 @@ class PeakEwma(P2C):
         rnd: random.Random | None = None,
     ) -> None:
         super().__init__(max_effort, rnd)
-        self.decay = decay
+        self.decay = max(decay, 1e-3)
         import time
 
         self.clock = clock or time.monotonic
 
-    def observe(self, endpoint: Endpoint, latency: float, success: bool) -> None:
-        if not success:
-            latency = max(latency, 2 * endpoint.latency_ewma, self.FAILURE_PENALTY)
-        now = self.clock()
+    def _update(self, endpoint: Endpoint, latency: float, now: float) -> None:
+        """Finagle's ``observe``: the peak, or a pull towards ``latency`` weighted by the
+        time since the last update (``latency`` 0 is pure decay)."""
         old = endpoint.latency_ewma
         if latency > old:
             endpoint.latency_ewma = latency
-        else:
-            w = math.exp(-(now - endpoint.latency_stamp) / self.decay)
+        elif old:
+            w = math.exp(-max(0.0, now - endpoint.latency_stamp) / self.decay)
             endpoint.latency_ewma = old * w + latency * (1 - w)
         endpoint.latency_stamp = now
 
-    @staticmethod
-    def cost(e: Endpoint) -> float:
-        return (e.latency_ewma + 1e-6) * (e.load + 1) / e.weight
+    def observe(self, endpoint: Endpoint, latency: float, success: bool) -> None:
+        now = self.clock()
+        if not success:
+            self._update(endpoint, 0.0, now)  # the average as of now
+            latency = max(latency, 2 * endpoint.latency_ewma, self.FAILURE_PENALTY)
+        self._update(endpoint, latency, now)
+
+    def cost(self, e: Endpoint) -> float:
+        self._update(e, 0.0, self.clock())  # decay since the last look
+        if e.latency_ewma == 0.0:
+            return self.NO_HISTORY_PENALTY + e.load / e.weight if e.load else 0.0
+        return e.latency_ewma * (e.load + 1) / e.weight
 
     def pick(self, endpoints: Sequence[Endpoint]) -> Endpoint:
         if len(endpoints) == 1:
