@@ -38,22 +38,39 @@ def _weighted_index(endpoints: Sequence[Endpoint], total: float, rnd: random.Ran
 
 class P2C:
     """Power of two choices, least loaded (Finagle's ``p2c``): of two endpoints drawn at
-    random (in proportion to their weights), the one with the lower load per weight."""
+    random (in proportion to their weights), the one with the lower load (requests in
+    flight) per weight.
+
+    An endpoint whose latest answer was a failure gets one request at a time: while it
+    has one in flight it loses to any endpoint that is not failing.  An endpoint that
+    fails fast (connections refused, instant 5XX) has nothing in flight, so pure
+    least-loaded sends it every request that compares it until failure accrual removes
+    it, and several at once when it fails slower than requests arrive; then more than
+    the accrual's ``failures`` reach it.  Once idle it competes as any other, so it is
+    never starved, and its first success ends the restriction.
+    """
 
     def __init__(self, max_effort: int = 5, rnd: random.Random | None = None) -> None:
         self.max_effort = max_effort
         self.rnd = rnd or random.Random()
         self._total = 0.0
         self._uniform = True
+        #: the endpoints whose latest answer was a failure
+        self._failing: set[Endpoint] = set()
 
     def observe(self, endpoint: Endpoint, latency: float, success: bool) -> None:
-        pass
+        if success:
+            self._failing.discard(endpoint)
+        else:
+            self._failing.add(endpoint)
 
     def update(self, endpoints: Sequence[Endpoint]) -> None:
         self._total = sum(e.weight for e in endpoints)
         self._uniform = (
             all(e.weight == endpoints[0].weight for e in endpoints) if endpoints else True
         )
+        if self._failing:
+            self._failing.intersection_update(endpoints)
 
     def _two(self, endpoints: Sequence[Endpoint]) -> tuple[Endpoint, Endpoint]:
         r = self.rnd.random
@@ -74,9 +91,16 @@ class P2C:
         if len(endpoints) == 1:
             return endpoints[0]
         fallback: Endpoint | None = None
+        failing = self._failing
         for _ in range(max(1, self.max_effort)):
             a, b = self._two(endpoints)
-            if b.load * a.weight < a.load * b.weight:
+            if failing and (a in failing or b in failing):
+                # a failing endpoint with a request in flight loses
+                la = math.inf if a.load and a in failing else a.load * b.weight
+                lb = math.inf if b.load and b in failing else b.load * a.weight
+                if lb < la:
+                    a, b = b, a
+            elif b.load * a.weight < a.load * b.weight:
                 a, b = b, a
             if a.available:
                 return a

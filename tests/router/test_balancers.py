@@ -13,7 +13,8 @@ import trio.testing
 from linkpy.metrics import Metrics
 from linkpy.naming import AddrBound, Address
 from linkpy.router.balancers import P2C, PeakEwma, RoundRobin
-from linkpy.router.client import Client
+from linkpy.router.client import Client, Endpoint
+from linkpy.router.resilience import Accrual, AccrualMetrics, ConsecutiveFailures, constant
 
 
 def client(*weights: float, balancer: P2C | RoundRobin) -> Client:
@@ -47,6 +48,71 @@ def test_p2c_skips_unavailable() -> None:
     for e in c.endpoints[:2]:
         e.available = False
     assert all(c.pick() is c.endpoints[2] for _ in range(100))
+
+
+def test_p2c_sends_a_failing_endpoint_one_request_at_a_time() -> None:
+    c = client(1, 1, balancer=P2C(rnd=random.Random(4)))
+    busy, failing = c.endpoints
+    busy.load = 3
+    c.record(failing, 0.001, False, False)  # e.g. a connection refused
+    failing.load = 1
+    assert all(c.pick() is busy for _ in range(50))  # least loaded, but failing and busy
+    failing.load = 0
+    assert c.pick() is failing  # idle: it competes as any other (never starved)
+    c.record(failing, 0.01, True, False)
+    failing.load = 1
+    assert c.pick() is failing  # a success ends the restriction
+
+
+async def test_p2c_dead_endpoint_gets_no_more_attempts_than_accrual_failures(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """1,000 requests/s (for 0.3 s) over 10 endpoints answering in 12 ms and one whose
+    connections fail after 2 ms; failure accrual removes it after 5 failures in a row.  Least loaded
+    favours the failing endpoint (nothing in flight), and a request arriving while an
+    attempt on it is still failing went there too: with some draws the 5th failure
+    left a 6th attempt in flight."""
+    worst = 0
+    for seed in range(20):
+        accrual_metrics = AccrualMetrics(Metrics().scope("c"))
+        c = Client(
+            "c",
+            AddrBound([Address("127.0.0.1", 1000 + i) for i in range(11)]),
+            Metrics().scope("c"),
+            balancer=P2C(rnd=random.Random(seed)),
+            make_accrual=lambda ep: Accrual(
+                ConsecutiveFailures(5),
+                lambda: constant(60.0),
+                trio.current_time,
+                accrual_metrics,  # noqa: B023 - used at once, in this iteration
+                ep,
+            ),
+        )
+        dead = c.endpoints[-1]
+        attempts = 0
+
+        async def one(c: Client = c, dead: Endpoint = dead) -> None:
+            nonlocal attempts
+            ep = c.pick()
+            assert ep is not None
+            probe = c.started(ep)
+            ep.load += 1
+            if ep is dead:
+                attempts += 1
+                await trio.sleep(0.002)
+                c.record(ep, 0.002, False, probe)
+            else:
+                await trio.sleep(0.012)
+                c.record(ep, 0.012, True, probe)
+            ep.load -= 1
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(300):
+                nursery.start_soon(one)
+                await trio.sleep(0.001)
+        assert not dead.available
+        worst = max(worst, attempts)
+    assert worst == 5
 
 
 def test_round_robin_smooth_weights() -> None:
