@@ -16,5 +16,6 @@ SCENARIOS = [
     "discovery_consul",
     "discovery_k8s",
     "discovery_marathon",
+    "balancing",
     "profile",
 ]

@@ -38,22 +38,39 @@ def _weighted_index(endpoints: Sequence[Endpoint], total: float, rnd: random.Ran
 
 class P2C:
     """Power of two choices, least loaded (Finagle's ``p2c``): of two endpoints drawn at
-    random (in proportion to their weights), the one with the lower load per weight."""
+    random (in proportion to their weights), the one with the lower load (requests in
+    flight) per weight.
+
+    An endpoint whose latest answer was a failure gets one request at a time: while it
+    has one in flight it loses to any endpoint that is not failing.  An endpoint that
+    fails fast (connections refused, instant 5XX) has nothing in flight, so pure
+    least-loaded sends it every request that compares it until failure accrual removes
+    it, and several at once when it fails slower than requests arrive; then more than
+    the accrual's ``failures`` reach it.  Once idle it competes as any other, so it is
+    never starved, and its first success ends the restriction.
+    """
 
     def __init__(self, max_effort: int = 5, rnd: random.Random | None = None) -> None:
         self.max_effort = max_effort
         self.rnd = rnd or random.Random()
         self._total = 0.0
         self._uniform = True
+        #: the endpoints whose latest answer was a failure
+        self._failing: set[Endpoint] = set()
 
     def observe(self, endpoint: Endpoint, latency: float, success: bool) -> None:
-        pass
+        if success:
+            self._failing.discard(endpoint)
+        else:
+            self._failing.add(endpoint)
 
     def update(self, endpoints: Sequence[Endpoint]) -> None:
         self._total = sum(e.weight for e in endpoints)
         self._uniform = (
             all(e.weight == endpoints[0].weight for e in endpoints) if endpoints else True
         )
+        if self._failing:
+            self._failing.intersection_update(endpoints)
 
     def _two(self, endpoints: Sequence[Endpoint]) -> tuple[Endpoint, Endpoint]:
         r = self.rnd.random
@@ -74,9 +91,16 @@ class P2C:
         if len(endpoints) == 1:
             return endpoints[0]
         fallback: Endpoint | None = None
+        failing = self._failing
         for _ in range(max(1, self.max_effort)):
             a, b = self._two(endpoints)
-            if b.load * a.weight < a.load * b.weight:
+            if failing and (a in failing or b in failing):
+                # a failing endpoint with a request in flight loses
+                la = math.inf if a.load and a in failing else a.load * b.weight
+                lb = math.inf if b.load and b in failing else b.load * a.weight
+                if lb < la:
+                    a, b = b, a
+            elif b.load * a.weight < a.load * b.weight:
                 a, b = b, a
             if a.available:
                 return a
@@ -133,13 +157,22 @@ class PeakEwma(P2C):
     """P2C over a latency-aware cost (Finagle's ``ewma``): the endpoint's peak-sensitive
     exponentially weighted moving average of latency, times its load plus one.
 
-    A sample above the average replaces it at once (the peak); lower samples decay it
-    with time constant ``decayTimeMs``.  A failure counts as a slow response (at least
-    twice the current average, and 50 ms), so that an endpoint failing fast does not
-    look fast.
+    As Finagle's ``PeakEwma``: a sample above the average replaces it at once (the
+    peak); a lower sample pulls it down with the weight of the time since the average
+    was last updated (time constant ``decayTimeMs``); and the average also decays
+    towards zero while the endpoint is not heard from, at each look, so that an endpoint
+    that was slow once and is no longer picked becomes cheap again and is tried (without
+    that, one slow answer would keep an endpoint out of the traffic for good, whatever
+    its latency since).  An endpoint with requests in flight and no latency history yet
+    costs a penalty: it gets one request until its first answer, not every request
+    until then.  A failure counts as a slow response (at least twice the current
+    average, and 50 ms), so that an endpoint failing fast does not look fast.
     """
 
     FAILURE_PENALTY = 0.05
+    #: the cost of an endpoint with requests in flight and no latency history (Finagle:
+    #: ``Long.MaxValue >> 16`` ns, plus the requests in flight)
+    NO_HISTORY_PENALTY = float(2**47)
 
     def __init__(
         self,
@@ -149,26 +182,34 @@ class PeakEwma(P2C):
         rnd: random.Random | None = None,
     ) -> None:
         super().__init__(max_effort, rnd)
-        self.decay = decay
+        self.decay = max(decay, 1e-3)
         import time
 
         self.clock = clock or time.monotonic
 
-    def observe(self, endpoint: Endpoint, latency: float, success: bool) -> None:
-        if not success:
-            latency = max(latency, 2 * endpoint.latency_ewma, self.FAILURE_PENALTY)
-        now = self.clock()
+    def _update(self, endpoint: Endpoint, latency: float, now: float) -> None:
+        """Finagle's ``observe``: the peak, or a pull towards ``latency`` weighted by the
+        time since the last update (``latency`` 0 is pure decay)."""
         old = endpoint.latency_ewma
         if latency > old:
             endpoint.latency_ewma = latency
-        else:
-            w = math.exp(-(now - endpoint.latency_stamp) / self.decay)
+        elif old:
+            w = math.exp(-max(0.0, now - endpoint.latency_stamp) / self.decay)
             endpoint.latency_ewma = old * w + latency * (1 - w)
         endpoint.latency_stamp = now
 
-    @staticmethod
-    def cost(e: Endpoint) -> float:
-        return (e.latency_ewma + 1e-6) * (e.load + 1) / e.weight
+    def observe(self, endpoint: Endpoint, latency: float, success: bool) -> None:
+        now = self.clock()
+        if not success:
+            self._update(endpoint, 0.0, now)  # the average as of now
+            latency = max(latency, 2 * endpoint.latency_ewma, self.FAILURE_PENALTY)
+        self._update(endpoint, latency, now)
+
+    def cost(self, e: Endpoint) -> float:
+        self._update(e, 0.0, self.clock())  # decay since the last look
+        if e.latency_ewma == 0.0:
+            return self.NO_HISTORY_PENALTY + e.load / e.weight if e.load else 0.0
+        return e.latency_ewma * (e.load + 1) / e.weight
 
     def pick(self, endpoints: Sequence[Endpoint]) -> Endpoint:
         if len(endpoints) == 1:
