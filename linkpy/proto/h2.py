@@ -203,6 +203,7 @@ class Request:
         "has_l5d",
         "grpc",
         "te",
+        "has_trace",
     )
 
     def __init__(
@@ -215,6 +216,7 @@ class Request:
         has_l5d: bool = False,
         grpc: bool = False,
         te: bytes | None = None,
+        has_trace: bool = False,
     ) -> None:
         self.method = method
         self.target = target
@@ -225,6 +227,8 @@ class Request:
         self.has_l5d = has_l5d
         self.grpc = grpc
         self.te = te
+        #: a trace context header (l5d-ctx-trace, l5d-sample, x-b3-*) is present
+        self.has_trace = has_trace
 
     def get(self, name: bytes) -> bytes | None:
         """The last value of a header (``:authority``, ``:path``, ... included)."""
@@ -269,7 +273,7 @@ def parse_request(headers: Headers) -> Request | str:
     method = path = authority = scheme = None
     te = None
     regular: Headers = []
-    has_l5d = grpc = False
+    has_l5d = grpc = has_trace = False
     seen_regular = False
     for k, v in headers:
         if k[:1] == b":":
@@ -305,6 +309,10 @@ def parse_request(headers: Headers) -> Request | str:
             te = v
         elif k[:4] == b"l5d-" or k == b"dtab-local":
             has_l5d = True
+            if k == b"l5d-ctx-trace" or k == b"l5d-sample":
+                has_trace = True
+        elif k[:5] == b"x-b3-":
+            has_trace = True
         elif k == b"content-type" and v[:16] == b"application/grpc":
             grpc = True
         elif k == b"host" and authority is None:
@@ -313,10 +321,12 @@ def parse_request(headers: Headers) -> Request | str:
     if method is None:
         return "missing :method"
     if method == b"CONNECT":
-        return Request(method, path or b"", authority, scheme or b"", regular, has_l5d, grpc, te)
+        return Request(
+            method, path or b"", authority, scheme or b"", regular, has_l5d, grpc, te, has_trace
+        )
     if not path or scheme is None:
         return "missing :path or :scheme"
-    return Request(method, path, authority, scheme, regular, has_l5d, grpc, te)
+    return Request(method, path, authority, scheme, regular, has_l5d, grpc, te, has_trace)
 
 
 def check_response(headers: Headers) -> tuple[int, Headers] | str:

@@ -173,6 +173,7 @@ class Endpoint:
         self.open += 1
         tls = self.client.tls
         stream: trio.abc.Stream | None = None
+        started = trio.current_time()
         try:
             with trio.fail_after(cfg.connect_timeout):
                 stream = await trio.open_tcp_stream(self.host, self.port)
@@ -194,6 +195,7 @@ class Endpoint:
                 raise ConnectFailed(f"connect to {self.show()} failed: {describe(e)}") from None
             raise
         self.client.connects.incr()
+        self.client.connect_latency.add((trio.current_time() - started) * 1000.0)
         return ClientConnection(stream, cfg.read_timeout, cfg.write_timeout)
 
     def release(self, conn: ClientConnection, reusable: bool) -> None:
@@ -278,6 +280,8 @@ class Client:
         self.failures = metrics.counter("failures")
         self.latency = metrics.stat("request_latency_ms")
         self.connects = metrics.counter("connects")
+        #: how long opening a connection took (TCP, and the TLS handshake if any)
+        self.connect_latency = metrics.stat("connect_latency_ms")
         self.tls_failures = metrics.counter("tls", "handshake_failures")
         self.closes = metrics.counter("closes")
         self.status_scope = metrics.scope("status")
@@ -293,6 +297,8 @@ class Client:
             fn=lambda: float(sum(1 for e in self.endpoints if e.available)),
         )
         metrics.gauge("load", fn=lambda: float(sum(e.load for e in self.endpoints)))
+        # (Finagle's pending: requests dispatched and not answered, here the same as load)
+        metrics.gauge("pending", fn=lambda: float(sum(e.load for e in self.endpoints)))
         metrics.gauge("connections", fn=lambda: float(sum(e.open for e in self.endpoints)))
         self._unobserve: Callable[[], None] | None = None
         if isinstance(addr, Var):

@@ -26,7 +26,6 @@ stack are the HTTP/1.1 router's (:class:`H2Router` extends
 from __future__ import annotations
 
 import logging
-import random
 import time
 from contextlib import nullcontext
 from typing import Final
@@ -77,6 +76,7 @@ from ..transport.h2 import (
 )
 from ..transport.server import ConnState
 from ..transport.tls import handshake
+from . import trace
 from .classifiers import SUCCESS_CLASS
 from .client import Client, Endpoint
 from .http import HttpRouter, ServerCtx, _deadline, _err_header, _Rejected
@@ -371,6 +371,7 @@ class H2Router(HttpRouter):
         counter = self._counters[client]
         done = trio.Event()
         self._connecting[ep] = done
+        started = trio.current_time()
         try:
             conn = await ClientConn.connect(
                 ep.host,
@@ -381,6 +382,7 @@ class H2Router(HttpRouter):
                 tls=client.tls,
             )
             client.connects.incr()
+            client.connect_latency.add((trio.current_time() - started) * 1000.0)
             ep.mux = conn
             ep.open += 1
             assert self._nursery is not None, "H2Router.run is not running"
@@ -572,6 +574,7 @@ class _Exchange:
         "path",
         "local",
         "reqid",
+        "span",
         "deadline",
         "headers_sent",
         "clean",
@@ -590,6 +593,7 @@ class _Exchange:
         self.path = Path.empty
         self.local = Dtab.empty
         self.reqid = b""
+        self.span: trace.TraceId | None = None
         self.deadline: bytes | None = None
         self.headers_sent = False
         #: no reset ended the exchange
@@ -614,7 +618,10 @@ class _Exchange:
         body = _Body(self.s, svc.retry_buffer)
         self.body = body
         await body.absorb()
-        self.reqid = b"%016x" % random.getrandbits(64)
+        req = self.req
+        parent = trace.incoming(req.headers, router.zipkin) if req.has_trace else None
+        span = self.span = parent.child() if parent is not None else trace.TraceId.root()
+        self.reqid = b"%016x" % span.trace_id
         if self.req.has_l5d or svc.total_timeout is not None:
             self.deadline = _deadline(self.req, svc.total_timeout)
         if body.ended:  # the whole body is here (most unary calls): nothing to pump
@@ -651,11 +658,14 @@ class _Exchange:
         req = self.req
         out = req.pseudo()
         via = None
+        has_trace = req.has_trace
         for k, v in req.headers:
             if k in _OWN:
                 if k == b"via":
                     via = v if via is None else via + b", " + v
                 continue
+            if has_trace and k in trace.TRACE_HEADERS:
+                continue  # written afresh below
             out.append((k, v))
         out.append((b"via", VIA if via is None else via + b", " + VIA))
         out.append((b"l5d-dst-service", self.router.path_header(self.path)))
@@ -665,6 +675,9 @@ class _Exchange:
         # a value new on every request: kept out of the HPACK table, which then holds
         # only values that repeat (and stays short to search)
         out.append(NeverIndexedHeaderTuple(b"l5d-reqid", self.reqid))
+        if self.span is not None:
+            for k, v in trace.outgoing(self.span, self.router.zipkin):
+                out.append(NeverIndexedHeaderTuple(k, v))
         if self.local.dentries:
             out.append((b"l5d-ctx-dtab", self.router.dtab_header(self.local)))
         if self.deadline is not None:

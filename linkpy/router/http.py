@@ -152,6 +152,7 @@ class ServerCtx:
         self.failure_scope = scope.scope("failures")
         scope.gauge("connections", fn=lambda: float(self.open_connections))
         scope.gauge("pending", fn=lambda: float(self.inflight))
+        scope.gauge("load", fn=lambda: float(self.inflight))
         self.idle_closes = scope.counter("idle_closes")
 
 

@@ -65,6 +65,9 @@ class Service:
         self.success = metrics.counter("success")
         self.failures = metrics.counter("failures")
         self.latency = metrics.stat("request_latency_ms")
+        #: calls waiting for their response (attempts, retries and backoffs included)
+        self.pending = 0
+        metrics.gauge("pending", fn=lambda: float(self.pending))
         retries_scope = metrics.scope("retries")
         self.retries_total = retries_scope.counter("total")
         self.retries_per_request = retries_scope.stat("per_request")
@@ -87,6 +90,7 @@ class Service:
         self.budget.deposit()
         retries = 0
         delays: Iterator[float] | None = None  # (made on the first retry)
+        self.pending += 1
         try:
             timeout = self.total_timeout
             with trio.fail_after(timeout) if timeout is not None else nullcontext():
@@ -125,6 +129,7 @@ class Service:
                 f"exceeded {self.params.totalTimeoutMs}ms total timeout for {self.path.show()}"
             ) from None
         finally:
+            self.pending -= 1
             self.retries_per_request.add(retries)
 
     def close(self) -> None:

@@ -11,6 +11,8 @@ import pytest
 import trio
 import trustme
 
+from linkpy.router.trace import TraceId, incoming
+
 from ..conftest import StartLinker, require_tool, run, write_disco
 from .conftest import MakeRaw, h2_config, h2_port, metric, settled
 from .peers import Exchange, RawBackend, RawClient, get
@@ -122,6 +124,7 @@ async def test_thousand_concurrent_streams_on_one_connection(
     assert "status codes: 3000 2xx" in text
     assert metric(linker, "rt/h2/server/127.0.0.1/%d/connects" % h2_port(linker)) == 1
     assert metric(linker, "rt/h2/client/#/io.l5d.fs/web/connects") == 1
+    assert metric(linker, "rt/h2/client/#/io.l5d.fs/web/connect_latency_ms.count") == 1
     assert await settled(linker) == 0
 
 
@@ -280,3 +283,47 @@ async def test_backend_goaway_replaces_the_connection(
     assert backend.connections == 2
     assert metric(linker, "rt/h2/client/#/io.l5d.fs/web/connects") == 2
     assert await settled(linker) == 0
+
+
+@pytest.mark.parametrize("propagator", ["default", "zipkin"])
+async def test_trace_context_propagates(
+    start_linker: StartLinker, disco: Path, raw_backend: MakeRaw, propagator: str
+) -> None:
+    """Each request forwarded is a child span of the incoming trace, or a new root;
+    ``l5d-reqid`` is the trace id; the incoming context headers are replaced."""
+
+    async def answer(ex: Exchange) -> None:
+        ex.respond(200, [], end=True)
+
+    b = await raw_backend(answer)
+    write_disco(disco, "web", _At(b.port))  # type: ignore[arg-type]
+    zipkin = propagator == "zipkin"
+    extra = "  tracePropagator: {kind: io.l5d.zipkin}\n" if zipkin else ""
+    linker = await start_linker(h2_config(disco, identifier=HOST_ID, extra=extra))
+    upstream = TraceId(0xABC, 0xABC, 0xDEF, True)
+    context = upstream.to_b3() if zipkin else [(b"l5d-ctx-trace", upstream.to_l5d())]
+    c = await RawClient.open(h2_port(linker))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(c.run)
+        assert (await c.request(get(b"/p", b"web"))).status == 200
+        assert (await c.request(get(b"/p", b"web", context))).status == 200
+        nursery.cancel_scope.cancel()
+
+    def seen_trace(n: int) -> TraceId | None:
+        seen = b.seen[n]
+        if zipkin:
+            assert seen.header(b"l5d-ctx-trace") is None
+            return incoming(
+                [(k, v) for k, v in seen.headers if k.startswith(b"x-b3-")], zipkin=True
+            )
+        return TraceId.from_l5d(seen.header(b"l5d-ctx-trace") or b"")
+
+    root = seen_trace(0)
+    assert root is not None and root.parent_id == root.span_id == root.trace_id
+    assert b.seen[0].header(b"l5d-reqid") == b"%016x" % root.trace_id
+    child = seen_trace(1)
+    assert child is not None
+    assert child.trace_id == 0xABC and child.parent_id == 0xDEF and child.span_id != 0xDEF
+    assert b.seen[1].header(b"l5d-reqid") == b"%016x" % 0xABC
+    name = b"x-b3-spanid" if zipkin else b"l5d-ctx-trace"
+    assert len([v for k, v in b.seen[1].headers if k == name]) == 1

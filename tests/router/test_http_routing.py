@@ -423,6 +423,11 @@ async def test_admin_ping_and_metrics(
     assert m["rt/out/service/svc/web/requests"] == 1
     assert m["rt/out/client/#/io.l5d.fs/web/requests"] == 1
     assert m[f"{server}/request_latency_ms.count"] == 2
+    assert m[f"{server}/pending"] == m[f"{server}/load"] == 0
+    client = "rt/out/client/#/io.l5d.fs/web"
+    assert m[f"{client}/connect_latency_ms.count"] == m[f"{client}/connects"] == 1
+    assert m[f"{client}/pending"] == 0
+    assert m["rt/out/service/svc/web/pending"] == 0
 
 
 async def test_server_session_idle_time_closes_idle_connections(
