@@ -3,11 +3,10 @@
 performance.md 6.2 (1) for h2c: h2load -c10 -m10 -D10 (10 connections, 10 streams
 each), three runs, median; and one fixed-rate run at 1,000 requests/s (-m1).
 
-linkpy has no HTTP/2 router yet.  The scenario finds out by itself whether it has one:
-the realistic config with ``protocol: h2`` must pass ``linkpy check``, the router must
-start, and 20 prior-knowledge h2c requests through it must all get a 2xx.  Until then
-the linkpy rows say "not available yet" and why; the direct baseline is still measured.
-When the h2 router lands, this runs unchanged.
+Before measuring, the scenario checks that linkpy routes h2c: the realistic config
+with ``protocol: h2`` must pass ``linkpy check``, the router must start, and 20
+prior-knowledge h2c requests through it must all get a 2xx.  If not, the linkpy rows
+say "not available" and why; the direct baseline is still measured.
 """
 
 from __future__ import annotations
@@ -93,7 +92,7 @@ def run() -> None:
     rows: list[list[Any]] = []
     for name in ("direct", "linkpy"):
         if name not in results:
-            rows.append([name, "not available yet", "–", "–", "–", "–", "–", "–"])
+            rows.append([name, "not available", "–", "–", "–", "–", "–", "–"])
             continue
         runs = results[name]
         rps = sorted(x["rps"] for x in runs)
@@ -112,7 +111,7 @@ def run() -> None:
         "as the HTTP/1.1 scenarios; requests carry `:authority: web`."
     ]
     if missing is not None:
-        notes.append(f"**linkpy: not available yet.** {missing}.")
+        notes.append(f"**linkpy: not available.** {missing}.")
         lp_rps = float("nan")
         why = "no HTTP/2 router yet"
     else:
