@@ -122,12 +122,30 @@ class RequestRecord:
     trace: str
 
 
+def request_record(raw: tuple[Any, ...]) -> RequestRecord:
+    """A :class:`RequestRecord` from what the router recorded: (time, router, request
+    head, path or name, client id, status, latency ms, trace span or None)."""
+    when, router, head, path, client, status, latency_ms, span = raw
+    return RequestRecord(
+        when,
+        router,
+        head.method.decode("latin-1"),
+        head.target.decode("latin-1"),
+        path if isinstance(path, str) else path.show(),
+        client,
+        status,
+        latency_ms,
+        span.show() if span is not None else "",
+    )
+
+
 class Telemetry:
     """The telemeters of a config, running."""
 
     def __init__(self, configs: Sequence[TelemeterConfig], metrics: Metrics) -> None:
         self.metrics = metrics
-        self.recent: deque[RequestRecord] | None = None
+        #: the last sampled requests, as recorded (made records only when shown)
+        self.recent: deque[tuple[Any, ...]] | None = None
         self.recent_rate = 0.0
         self.tracelog_rate = 0.0
         self.tracelog_level = logging.INFO
@@ -158,13 +176,13 @@ class Telemetry:
         self.active = self.recent is not None or self.tracelog_rate > 0
         self._random = random.random
 
-    def record(self, rec_args: tuple[Any, ...]) -> None:
-        """A request finished (``rec_args`` are :class:`RequestRecord`'s fields)."""
+    def record(self, raw: tuple[Any, ...]) -> None:
+        """A request finished (``raw`` as :func:`request_record` takes it)."""
         r = self._random()
         if self.recent is not None and r < self.recent_rate:
-            self.recent.append(RequestRecord(*rec_args))
+            self.recent.append(raw)
         if r < self.tracelog_rate:
-            rec = RequestRecord(*rec_args)
+            rec = request_record(raw)
             log.log(
                 self.tracelog_level,
                 "trace %s %s %s %s %s -> %s %d %.3fms",
@@ -181,7 +199,7 @@ class Telemetry:
     def recent_requests(self) -> list[dict[str, Any]]:
         if self.recent is None:
             return []
-        return [attrs.asdict(r) for r in reversed(self.recent)]
+        return [attrs.asdict(request_record(r)) for r in reversed(self.recent)]
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -276,7 +294,7 @@ class AccessLog:
         self._opened = False
 
     def add(self, entry: tuple[Any, ...]) -> None:
-        """(peer, time, method, target, version, status, size, referer, agent, name)."""
+        """(peer, time, request head, status, response size or None, path or name)."""
         self.pending.append(entry)
 
     async def run(self) -> None:
@@ -287,7 +305,8 @@ class AccessLog:
 
     async def flush(self) -> None:
         entries, self.pending = self.pending, []
-        text = "".join(_clf(e) for e in entries)
+        stamps = _Stamps()
+        text = "".join([_clf(e, stamps) for e in entries])
         await trio.to_thread.run_sync(self._write, text)
 
     def _write(self, text: str) -> None:
@@ -323,12 +342,26 @@ class AccessLog:
                 os.remove(os.path.join(directory, old))
 
 
-def _clf(e: tuple[Any, ...]) -> str:
-    peer, when, method, target, version, status, size, referer, agent, name = e
-    stamp = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(when))
+class _Stamps(dict[int, str]):
+    """The log's date for each second (a batch's lines share a few seconds)."""
+
+    def __missing__(self, second: int) -> str:
+        stamp = self[second] = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(second))
+        return stamp
+
+
+def _clf(e: tuple[Any, ...], stamps: _Stamps) -> str:
+    """A Common Log Format line, with the referer, the user agent and the logical name."""
+    peer, when, head, status, size, path = e
+    referer = head.get(b"referer")
+    agent = head.get(b"user-agent")
     return (
-        f'{peer} - - [{stamp}] "{method} {target} HTTP/{version}" {status} {size} '
-        f'"{referer}" "{agent}" {name}\n'
+        f"{peer} - - [{stamps[int(when)]}] "
+        f'"{head.method.decode("latin-1")} {head.target.decode("latin-1")} '
+        f'HTTP/{head.version.decode("latin-1")}" {status} {"-" if size is None else size} '
+        f'"{"-" if referer is None else referer.decode("latin-1")}" '
+        f'"{"-" if agent is None else agent.decode("latin-1")}" '
+        f"{path if isinstance(path, str) else path.show()}\n"
     )
 
 

@@ -11,6 +11,8 @@ import pytest
 import trio
 
 from linkpy.metrics import Metrics
+from linkpy.naming import Path as Path_
+from linkpy.proto.http1 import RequestHead
 from linkpy.telemetry import AccessLog, StatsdConfig, Telemetry, influx_lines, statsd_lines
 
 from .conftest import (
@@ -50,6 +52,8 @@ async def test_access_log_and_recent_requests(
     recent = linker.telemetry.recent_requests()
     assert [r["target"] for r in recent] == ["/", "/p2"]  # newest first, capacity 2
     assert recent[1]["client"] == "/#/io.l5d.fs/web" and recent[1]["status"] == 200
+    assert recent[1]["name"] == "/svc/web" and recent[1]["method"] == "GET"
+    assert len(recent[1]["trace"].split(".")) == 2  # trace.span<:parent
     # the telemeter's admin endpoints
     served = (await http.get(admin_url(linker) + "/requests.json")).json()
     assert [r["target"] for r in served] == ["/", "/p2"]
@@ -74,7 +78,14 @@ async def test_influxdb_telemeter_serves_line_protocol(
 async def test_access_log_rolls_by_size(tmp_path: Path) -> None:
     path = tmp_path / "a.log"
     log = AccessLog(str(path), "1.kilobytes", rotate_count=2)
-    entry = ("1.2.3.4", 0.0, "GET", "/" + "x" * 300, "1.1", 200, "5", "-", "-", "/svc/x")
+    entry = (
+        "1.2.3.4",
+        0.0,
+        RequestHead(b"GET", b"/" + b"x" * 300, []),
+        200,
+        5,
+        Path_.read("/svc/x"),
+    )
     for _ in range(5):
         for _ in range(4):
             log.add(entry)

@@ -22,7 +22,7 @@ import socket
 import ssl
 import time
 from contextlib import nullcontext
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote_plus
 
 import trio
@@ -489,8 +489,9 @@ class HttpRouter:
         ok: bool | None = None  # the classification, when a response came back
         svc: Service | None = None
         path: Path | str = ""
-        #: client id, trace, response size: filled in by _forward
-        info: list[str] = ["", "", "-"]
+        #: client id, trace span, response size: filled in by _forward, shown (as
+        #: strings) only by the telemeters and the access log that want them
+        info: list[Any] = ["", None, None]
         try:
             if srv.max_concurrent is not None and srv.inflight > srv.max_concurrent:
                 raise _Rejected(503, "max concurrent requests exceeded", "overloaded")
@@ -552,38 +553,17 @@ class HttpRouter:
         if self.telemetry is not None and self.telemetry.active:
             self._record(head, path, status, elapsed_ms, info)
         if self.access_log is not None:
-            self.access_log.add(
-                (
-                    conn.peer[0],
-                    time.time(),
-                    head.method.decode(),
-                    head.target.decode("latin-1"),
-                    head.version.decode(),
-                    status,
-                    info[2],
-                    (head.get(b"referer") or b"-").decode("latin-1"),
-                    (head.get(b"user-agent") or b"-").decode("latin-1"),
-                    path.show() if isinstance(path, Path) else "-",
-                )
-            )
+            # the raw values: the log's task formats them (heads and paths are not
+            # changed once parsed)
+            self.access_log.add((conn.peer[0], time.time(), head, status, info[2], path))
         return keep
 
     def _record(
-        self, head: RequestHead, path: Path | str, status: int, elapsed_ms: float, info: list[str]
+        self, head: RequestHead, path: Path | str, status: int, elapsed_ms: float, info: list[Any]
     ) -> None:
         assert self.telemetry is not None
         self.telemetry.record(
-            (
-                time.time(),
-                self.label,
-                head.method.decode(),
-                head.target.decode("latin-1"),
-                path.show() if isinstance(path, Path) else "",
-                info[0],
-                status,
-                elapsed_ms,
-                info[1],
-            )
+            (time.time(), self.label, head, path, info[0], status, elapsed_ms, info[1])
         )
 
     def _check_call_depth(self, head: RequestHead, srv: ServerCtx) -> None:
@@ -719,7 +699,7 @@ class HttpRouter:
         local: Dtab,
         binding: Binding,
         svc: Service,
-        info: list[str],
+        info: list[Any],
     ) -> tuple[int, bool, bool]:
         """Send the request through the service stack; stream the chosen response back.
 
@@ -742,10 +722,8 @@ class HttpRouter:
         assert isinstance(result, _H1Attempt)
         client = result.client
         info[0] = client.id_show
-        info[1] = state.span.show()
-        length = result.resp.content_length
-        if length is not None:
-            info[2] = str(length)
+        info[1] = state.span
+        info[2] = result.resp.content_length
         client.success.incr() if cls.success else client.failures.incr()
         client.statuses[result.status].incr()
         client.latency.add((trio.current_time() - result.started) * 1000.0)
