@@ -3,6 +3,9 @@
 performance.md 6.2 (1) for h2c: h2load -c10 -m10 -D10 (10 connections, 10 streams
 each), three runs, median; and one fixed-rate run at 1,000 requests/s (-m1).
 
+While h2load drives it, py-spy samples the router (10 s at 200 Hz, its main thread), so
+that the CPU per request splits into the h2/hpack codec, trio, and linkpy's own code.
+
 Before measuring, the scenario checks that linkpy routes h2c: the realistic config
 with ``protocol: h2`` must pass ``linkpy check``, the router must start, and 20
 prior-knowledge h2c requests through it must all get a 2xx.  If not, the linkpy rows
@@ -16,6 +19,8 @@ from contextlib import ExitStack
 from typing import Any
 
 from . import report, tools
+from .profile import RATE as PROFILE_RATE
+from .profile import Profile, _file, _pyspy
 
 RUNS = 3
 SECONDS = 10
@@ -39,6 +44,51 @@ def _closed_loop(port: int, pids: list[int]) -> list[dict[str, float]]:
             }
         )
     return out
+
+
+#: (what, files of the innermost frame): the profile's kinds of work
+PROFILE_KINDS: list[tuple[str, tuple[str, ...]]] = [
+    (
+        "the h2 and hpack libraries (framing, state machines, header compression)",
+        ("h2/", "hpack/", "hyperframe/"),
+    ),
+    ("trio: sockets, scheduler, events", ("trio/", "outcome/")),
+    (
+        "linkpy's HTTP/2 connections and streams (linkpy/transport, linkpy/proto)",
+        ("linkpy/transport/", "linkpy/proto/"),
+    ),
+    ("linkpy's routing, balancing, metrics (linkpy/router, naming, metrics)", ("linkpy/",)),
+]
+
+
+def _profile(lp_pid: int, pids: list[int]) -> tuple[Profile, float] | None:
+    """py-spy on the router under the closed-loop load: (profile, CPU µs/request)."""
+    exe = _pyspy()
+    if exe is None:
+        return None
+    out = tools.OUT / "profile" / "h2.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = tools.h2load_cmd(tools.LINKPY_H2_PORT, ["-c10", "-m10", f"-D{SECONDS + 3}"], h1=False)
+    with tools.Meter(pids) as m:
+        load = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        spy = [exe, "record", "--pid", str(lp_pid), "--duration", str(SECONDS)]
+        spy += ["--rate", str(PROFILE_RATE), "--format", "raw", "--nolineno"]
+        subprocess.run(
+            tools.pinned(tools.loader_cpu(), [*spy, "--output", str(out)]),
+            capture_output=True,
+            check=True,
+        )
+        text, _ = load.communicate(timeout=60)
+    r = tools.H2loadResult(text, None)
+    return Profile(out.read_text()), m.cpu[lp_pid] / max(1, r.ok) * 1e6
+
+
+def _kind(frame: str) -> str:
+    file = _file(frame)
+    for name, prefixes in PROFILE_KINDS:
+        if any(file.startswith(p) or f"/{p}" in file for p in prefixes):
+            return name
+    return "other (Python runtime, stdlib)"
 
 
 def _availability() -> str | None:
@@ -89,6 +139,11 @@ def run() -> None:
             r = tools.h2load(port, tools.fixed_rate_args(1000, SECONDS, 50), h1=False, log=log)
             v = sorted(r.durations_us)
             fixed[name] = [tools.percentile(v, q) / 1000 for q in (0.5, 0.99, 0.999)]
+        profiled = None
+        if "linkpy" in ports:
+            print("   profiling linkpy h2c", flush=True)
+            tools.wait_quiet()
+            profiled = _profile(ports["linkpy"][1][0], ports["linkpy"][1])
     rows: list[list[Any]] = []
     for name in ("direct", "linkpy"):
         if name not in results:
@@ -116,7 +171,36 @@ def run() -> None:
         why = "no HTTP/2 router yet"
     else:
         lp_rps = tools.median([x["rps"] for x in results["linkpy"]])
-        why = ""
+        lp_cpu = tools.median([x["cpu_us"] for x in results["linkpy"]])
+        why = (
+            f"{lp_cpu:.0f} µs of CPU per request: a whole core would give at most "
+            f"{1e6 / lp_cpu:,.0f} req/s"
+        )
+    profile_tables: list[dict[str, Any]] = []
+    if missing is None and profiled is not None:
+        prof, cpu = profiled
+        kinds: dict[str, int] = {}
+        for frame, n in prof.self_.items():
+            kinds[_kind(frame)] = kinds.get(_kind(frame), 0) + n
+        ranked = sorted(kinds.items(), key=lambda kv: -kv[1])
+        profile_tables.append(
+            {
+                "caption": f"Where linkpy's time goes per h2c request (py-spy, {PROFILE_RATE} Hz, "
+                f"{SECONDS} s under the same h2load load; {cpu:.0f} µs of CPU per request, "
+                f"{prof.total:,} samples), by the innermost frame of each sample. C code "
+                "counts for the Python function that called it.",
+                "columns": ["work", "share of samples", "µs per request"],
+                "rows": [
+                    [k, f"{prof.share(n) * 100:.1f} %", prof.share(n) * cpu] for k, n in ranked
+                ],
+            }
+        )
+        codec = prof.share(kinds.get(PROFILE_KINDS[0][0], 0))
+        why += (
+            f"; the h2 and hpack libraries take {codec * 100:.0f} % of it "
+            f"({codec * cpu:.0f} µs: both the downstream and the upstream connection "
+            "decode and encode every frame)"
+        )
     report.save(
         "h2",
         "HTTP/2 (h2c): small unary requests",
@@ -136,7 +220,8 @@ def run() -> None:
                     "p99.9 ms @1k",
                 ],
                 "rows": rows,
-            }
+            },
+            *profile_tables,
         ],
         notes=notes,
         commands=[

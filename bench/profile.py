@@ -6,10 +6,9 @@ drives it at its maximum rate (-c50), once with plain requests and once with a 2
 same time, so each function's share of the samples converts to microseconds per
 request.  Only the router's main thread is counted (trio's idle worker threads are not).
 
-The proposals table names, for each change proposed in linkpy/, the functions whose
-time it would remove and what they cost in this profile: the expected gain.  An
-experiment measures one of them directly: the pass-through proxy on bare sockets
-(``bench/passthrough.py --raw``) against the same proxy on trio's SocketStream.
+An experiment measures what linkpy's HTTP/1.1 socket fast path saves: the
+pass-through proxy on bare sockets (``bench/passthrough.py --raw``) against the same
+proxy on trio's SocketStream.
 """
 
 from __future__ import annotations
@@ -47,53 +46,6 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
         ("linkpy/router/balancers", "linkpy/router/client", "linkpy/router/routing"),
     ),
     ("request handling (linkpy/router/http.py, identifiers)", ("linkpy/router/",)),
-]
-
-FAST_PATH = ("SocketStream.send_all", "SocketStream.receive_some")
-
-#: Proposed changes in linkpy/: (where, what, functions whose inclusive time it removes).
-PROPOSALS: list[tuple[str, str, tuple[str, ...]]] = [
-    (
-        "linkpy/transport/http1.py: ServerConnection.send/_fill, ClientConnection.send/receive",
-        "replace `with map_errors(...)` (a @contextmanager generator entered on every "
-        "socket operation) by a plain try/except mapping the same errors",
-        (
-            "contextmanager.<locals>.helper",
-            "_GeneratorContextManager.__enter__",
-            "_GeneratorContextManager.__exit__",
-            "_GeneratorContextManagerBase.__init__",
-            "map_errors",
-        ),
-    ),
-    (
-        "linkpy/router/http.py: HttpRouter._outgoing_headers",
-        "cache the `l5d-dst-service` bytes per logical name (on ServiceState) instead of "
-        "`path.show()` per request, and the `l5d-ctx-dtab` bytes per local dtab (beside the "
-        "parsed dtab in `_dtab_cache`) instead of `local.show()` per request",
-        ("Path.show", "Dtab.show"),
-    ),
-    (
-        "linkpy/router/http.py: HttpRouter.handle; linkpy/metrics.py",
-        "keep the per-status counters in a dict keyed by the int status (no `str(status)` and "
-        "scope walk per request), and add the latency to one histogram per request instead "
-        "of two (the service's stat can be derived at export)",
-        ("Scope.counter", "Scope._leaf", "Stat.add"),
-    ),
-    (
-        "linkpy/router/client.py: Endpoint.release / Endpoint.connection",
-        "unpark the pool's ParkingLot only when it has waiters, and skip the idle-time "
-        "check when no `idleTimeMs` is configured",
-        ("ParkingLot.unpark", "ParkingLot._pop_several", "ParkingLot.__len__"),
-    ),
-    (
-        "linkpy/transport/http1.py: a fast path under ServerConnection / ClientConnection",
-        "call the socket's send/recv directly and wait (trio.lowlevel.wait_readable/"
-        "wait_writable) only when it would block, instead of SocketStream.send_all/"
-        "receive_some, which pass through the scheduler on every call; one explicit "
-        "checkpoint per request keeps cancellation and fairness. The experiment table "
-        "measures this on the pass-through proxy",
-        FAST_PATH,
-    ),
 ]
 
 
@@ -269,16 +221,6 @@ def run() -> None:
             diff.append((b - a, f))
     diff.sort(reverse=True)
     diff_rows = [[_fname(f), _file(f), d] for d, f in diff[:10]]
-    base_cpu, raw_cpu = experiment[0][2], experiment[1][2]
-    proposal_rows = []
-    for where, what, names in PROPOSALS:
-        if names == FAST_PATH:
-            how = "measured: the experiment below (pass-through, same 4 socket operations)"
-            gain = gain_d = base_cpu - raw_cpu
-        else:
-            how = f"profile: {plain.incl_of(names) * 100:.1f} % of the samples"
-            gain, gain_d = plain.incl_of(names) * cpu, dtab.incl_of(names) * cpu_d
-        proposal_rows.append([where, what, how, gain, gain_d])
     per_req = [
         ["plain requests", rps, cpu, plain.total],
         ["with a 2-rule l5d-dtab", rps_d, cpu_d, dtab.total],
@@ -318,22 +260,9 @@ def run() -> None:
                 "rows": diff_rows,
             },
             {
-                "caption": "Proposed changes in linkpy/ (not made here: linkpy/ belongs to "
-                "other work), with the expected gain per request: what the functions they "
-                "remove cost in these profiles (an upper bound), or what the experiment "
-                "measured. The first and last overlap (both remove map_errors).",
-                "columns": [
-                    "where",
-                    "change",
-                    "estimated from",
-                    "gain µs/request (plain)",
-                    "gain µs/request (l5d-dtab)",
-                ],
-                "rows": proposal_rows,
-            },
-            {
-                "caption": "Experiment for the last proposal: the pass-through proxy on trio's "
-                f"SocketStream and on bare sockets (wrk -t1 -c50, 5 s, {EXPERIMENT_RUNS} runs "
+                "caption": "Experiment: what trio's SocketStream costs against the bare "
+                "sockets of linkpy's HTTP/1.1 fast path, on the pass-through proxy: trio's "
+                f"SocketStream and bare sockets (wrk -t1 -c50, 5 s, {EXPERIMENT_RUNS} runs "
                 "each, interleaved; medians, and the CPU's min–max). A gain smaller than "
                 "the spread is not shown by this machine.",
                 "columns": ["pass-through on", "requests/s", "CPU µs/request", "CPU min–max"],
