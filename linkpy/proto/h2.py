@@ -18,7 +18,7 @@ streams.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 import attrs
 import hpack.hpack
@@ -91,6 +91,20 @@ class H2Settings:
     header_table: int | None = None
 
 
+class _Encoder(hpack.hpack.Encoder):
+    """HPACK without Huffman coding of the literals it sends.
+
+    Headers that repeat are sent as indexes into the dynamic table either way; what is
+    new on every request (``l5d-reqid``, the trace context, a path) is a literal, and
+    hpack's Huffman coder, pure Python bit by bit, was the largest single cost of an
+    h2 request in the profile.  Plain literals are valid HPACK (RFC 7541 5.2), a little
+    longer on the wire; what we receive is decoded whichever way it was sent.
+    """
+
+    def encode(self, headers: Any, huffman: bool = True) -> bytes:
+        return super().encode(headers, huffman=False)
+
+
 class Connection(H2Connection):
     """h2's connection without its per-stream O(open streams) bookkeeping.
 
@@ -148,6 +162,7 @@ def new_connection(client_side: bool, settings: H2Settings) -> Connection:
         normalize_inbound_headers=False,
     )
     conn = Connection(config=config)
+    conn.encoder = _Encoder()
     values: dict[SettingCodes, int] = {}
     if client_side:
         values[SettingCodes.ENABLE_PUSH] = 0

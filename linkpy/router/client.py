@@ -256,6 +256,9 @@ class Client:
         fail_fast: bool = False,
     ) -> None:
         self.id = id_
+        show = getattr(id_, "show", None)
+        #: the id as shown (metrics, l5d-dst-client, the admin); the id never changes
+        self.id_show: str = str(show()) if callable(show) else str(id_)
         self.addr_source = addr
         self.metrics = metrics
         self.balancer: Balancer = balancer or P2C()
@@ -343,11 +346,6 @@ class Client:
             live = new
         self.live = live
         self.balancer.update(live)
-
-    @property
-    def id_show(self) -> str:
-        show = getattr(self.id, "show", None)
-        return str(show()) if callable(show) else str(self.id)
 
     def pick(self) -> Endpoint | None:
         live = self.live

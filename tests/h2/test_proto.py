@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hpack
 from h2.events import ConnectionTerminated, RequestReceived, ResponseReceived
 
 from linkpy.proto.h2 import (
@@ -91,3 +92,13 @@ def test_request_heads() -> None:
     assert check_response([(b"x", b"y")]) == "missing :status"
     assert check_trailers([(b"grpc-status", b"0")]) == [(b"grpc-status", b"0")]
     assert check_trailers([(b":status", b"200")]) == "pseudo-header in trailers"
+
+
+def test_literals_are_sent_without_huffman_coding_and_decode_anywhere() -> None:
+    """Our HPACK literals are plain (hpack's pure-Python Huffman coder was the largest
+    cost of an h2 request); any decoder reads them back."""
+    conn = new_connection(True, H2Settings())
+    headers = [(b"l5d-reqid", b"0123456789abcdef"), (b"x-a", b"hello")]
+    block = conn.encoder.encode(headers)
+    assert b"0123456789abcdef" in block and b"hello" in block
+    assert hpack.Decoder().decode(block, raw=True) == headers
