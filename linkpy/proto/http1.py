@@ -94,6 +94,7 @@ class RequestHead:
         self.keep_alive = version == b"1.1"
         self.expect_continue = False
         self.connection_tokens: list[bytes] = []
+        #: an l5d-* or dtab-local header is present
         self.has_l5d = False
         #: a trace context header (l5d-ctx-trace, l5d-sample, x-b3-*) is present
         self.has_trace = False
@@ -264,6 +265,8 @@ class RequestParser:
                 self._trace = True
         elif lname[:5] == b"x-b3-":
             self._trace = True
+        elif lname == b"dtab-local":  # Finagle's context header: clearContext strips it
+            self._l5d = True
 
     def on_headers_complete(self) -> None:
         p = self._p

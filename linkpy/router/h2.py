@@ -36,18 +36,15 @@ from hpack import NeverIndexedHeaderTuple
 
 from ..config.schema import RouterConfig, ServerConfig
 from ..errors import (
-    BadRequest,
-    BindingFailed,
     ConnectFailed,
     LinkpyError,
-    ParseError,
     RequestTimeout,
     RoutingError,
     UnidentifiedRequest,
     UpstreamError,
 )
 from ..metrics import Scope
-from ..naming import Addr, Dtab, Failed, Path, Pending
+from ..naming import Addr, Dtab, Path
 from ..proto.h2 import (
     INTERNAL_ERROR,
     REFUSED_STREAM,
@@ -80,7 +77,7 @@ from . import trace
 from .classifiers import SUCCESS_CLASS
 from .client import Client, Endpoint
 from .http import HttpRouter, ServerCtx, _deadline, _err_header, _Rejected
-from .identifiers import Identifier, identify
+from .identifiers import Identifier
 from .interpreter import Binding, Interpreter
 from .routing import Route, Target, no_hosts
 from .service import Service
@@ -240,33 +237,10 @@ class H2Router(HttpRouter):
         svc: Service | None = None
         ex = _Exchange(self, s, req, srv)
         try:
-            if srv.max_concurrent is not None and srv.inflight > srv.max_concurrent:
-                raise _Rejected(503, "max concurrent requests exceeded", "overloaded")
-            if req.method == b"CONNECT":
-                raise _Rejected(405, "CONNECT tunnelling is not supported", "connect")
-            local = Dtab.empty
-            if req.has_l5d:
-                if srv.clear_context:
-                    req.headers = [
-                        (k, v) for k, v in req.headers if k[:4] != b"l5d-" and k != b"dtab-local"
-                    ]
-                else:
-                    local = self._h2_local_dtab(req)
-            self._check_depth(req, srv)
-            path = identify(self.identifiers, req)
-            if not isinstance(path, Path):
-                raise UnidentifiedRequest(
-                    f"Unknown destination: {req.method.decode()} "
-                    f"{req.target.decode('latin-1')} / {path}"
-                )
+            path, local = self.name(req, srv)
             svc = self.service_for(path)
             svc.requests.incr()
-            binding = self.interpreter.binding(path, local)
-            if binding.var.sample() is Pending:
-                await self._wait_bound(binding)
-            st = binding.var.sample()
-            if isinstance(st, Failed):
-                raise BindingFailed(f"binding {path.show()} failed: {st.exc}")
+            binding = await self.bound(path, local)
             status = await ex.forward(path, local, binding, svc)
         except _UpstreamReset as e:
             status = e.status
@@ -286,55 +260,8 @@ class H2Router(HttpRouter):
             srv.inflight -= 1
             ex.finish()
         elapsed_ms = (time.perf_counter() - start) * 1000.0
-        srv.latency.add(elapsed_ms)
-        srv.status_scope.counter(str(status)).incr()
         ok = (0 < status < 500 if ex.success is None else ex.success) and ex.clean
-        if ok:
-            srv.success.incr()
-        else:
-            srv.failures.incr()
-        if svc is not None:
-            svc.latency.add(elapsed_ms)
-            if ok:
-                svc.success.incr()
-            else:
-                svc.failures.incr()
-
-    def _h2_local_dtab(self, req: Request) -> Dtab:
-        ctx: list[bytes] = []
-        user: list[bytes] = []
-        kept: Headers = []
-        for k, v in req.headers:
-            if k == b"l5d-ctx-dtab":
-                ctx.append(v)
-            elif k == b"l5d-dtab":
-                user.append(v)
-            else:
-                kept.append((k, v))
-        if not ctx and not user:
-            return Dtab.empty
-        req.headers = kept
-        local = Dtab.empty
-        for v in ctx + user:
-            if v.strip():
-                try:
-                    local = local + self._read_dtab(v)
-                except ParseError as e:  # pragma: no cover - _read_dtab converts
-                    raise BadRequest(f"Invalid dtab: {e}") from None
-        return local
-
-    def _check_depth(self, req: Request, srv: H2ServerCtx) -> None:
-        depth = 0
-        for k, v in req.headers:
-            if k == b"via":
-                depth += len([x for x in v.split(b",") if x.strip()])
-        if depth > srv.max_call_depth:
-            raise _Rejected(
-                400,
-                f"Maximum number of calls ({srv.max_call_depth}) has been exceeded. "
-                "Please check for proxy loops.",
-                "max_call_depth",
-            )
+        self.account(srv, svc, status, ok, elapsed_ms)
 
     # -- upstream connections -------------------------------------------------------------
 
@@ -649,7 +576,7 @@ class _Exchange:
         self.success = cls.success
         client = result.client
         client.success.incr() if cls.success else client.failures.incr()
-        client.status_scope.counter(str(result.status)).incr()
+        client.statuses[result.status].incr()
         client.latency.add((trio.current_time() - result.started) * 1000.0)
         await self._respond(result, b"" if self.srv.clear_context else cls.header)
         return result.status

@@ -71,7 +71,7 @@ from ..transport.server import ConnState
 from ..transport.tls import client_context, handshake, server_context
 from . import classifiers, trace
 from .client import Client, Endpoint, PoolConfig, make_balancer, ms
-from .identifiers import BuildsIdentifier, HeaderTokenConfig, Identifier, identify
+from .identifiers import BuildsIdentifier, HeaderTokenConfig, Identifier, Message, identify
 from .interpreter import Binding, Interpreter
 from .params import Params
 from .resilience import (
@@ -375,7 +375,7 @@ class HttpRouter:
             value = self._dtab_headers[local] = local.show().encode("latin-1", "replace")
         return value
 
-    def local_dtab(self, head: RequestHead) -> Dtab:
+    def local_dtab(self, head: Head) -> Dtab:
         """``l5d-ctx-dtab`` then ``l5d-dtab`` values, parsed and removed from the request."""
         ctx: list[bytes] = []
         user: list[bytes] = []
@@ -493,31 +493,10 @@ class HttpRouter:
         #: strings) only by the telemeters and the access log that want them
         info: list[Any] = ["", None, None]
         try:
-            if srv.max_concurrent is not None and srv.inflight > srv.max_concurrent:
-                raise _Rejected(503, "max concurrent requests exceeded", "overloaded")
-            if head.method == b"CONNECT":
-                raise _Rejected(405, "CONNECT tunnelling is not supported", "connect")
-            local = Dtab.empty
-            if head.has_l5d:
-                if srv.clear_context:
-                    head.headers = [(k, v) for k, v in head.headers if k[:4].lower() != b"l5d-"]
-                else:
-                    local = self.local_dtab(head)
-            self._check_call_depth(head, srv)
-            path = identify(self.identifiers, head)
-            if not isinstance(path, Path):
-                text = head.target.decode("latin-1")
-                raise UnidentifiedRequest(
-                    f"Unknown destination: {head.method.decode()} {text} / {path}"
-                )
+            path, local = self.name(head, srv)
             svc = self.service_for(path)
             svc.requests.incr()
-            binding = self.interpreter.binding(path, local)
-            if binding.var.sample() is Pending:
-                await self._wait_bound(binding)
-            st = binding.var.sample()
-            if isinstance(st, Failed):
-                raise BindingFailed(f"binding {path.show()} failed: {st.exc}")
+            binding = await self.bound(path, local)
             status, keep, ok = await self._forward(conn, head, srv, path, local, binding, svc, info)
         except RoutingError as e:
             status = e.status
@@ -536,10 +515,57 @@ class HttpRouter:
         finally:
             srv.inflight -= 1
         elapsed_ms = (time.perf_counter() - start) * 1000.0
+        self.account(srv, svc, status, 0 < status < 500 if ok is None else ok, elapsed_ms)
+        if self.telemetry is not None and self.telemetry.active:
+            self._record(head, path, status, elapsed_ms, info)
+        if self.access_log is not None:
+            # the raw values: the log's task formats them (heads and paths are not
+            # changed once parsed)
+            self.access_log.add((conn.peer[0], time.time(), head, status, info[2], path))
+        return keep
+
+    def name(self, head: Head, srv: ServerCtx) -> tuple[Path, Dtab]:
+        """A request's logical name and local dtab, once the server admits it.
+
+        Raises _Rejected (over maxConcurrentRequests, CONNECT, a proxy loop) or a
+        RoutingError (a bad ``l5d-dtab``, an unidentifiable request).
+        """
+        if srv.max_concurrent is not None and srv.inflight > srv.max_concurrent:
+            raise _Rejected(503, "max concurrent requests exceeded", "overloaded")
+        if head.method == b"CONNECT":
+            raise _Rejected(405, "CONNECT tunnelling is not supported", "connect")
+        local = Dtab.empty
+        if head.has_l5d:
+            if srv.clear_context:
+                head.headers = [(k, v) for k, v in head.headers if not _is_context(k)]
+            else:
+                local = self.local_dtab(head)
+        self._check_call_depth(head, srv)
+        path = identify(self.identifiers, head)
+        if not isinstance(path, Path):
+            text = head.target.decode("latin-1")
+            raise UnidentifiedRequest(
+                f"Unknown destination: {head.method.decode()} {text} / {path}"
+            )
+        return path, local
+
+    async def bound(self, path: Path, local: Dtab) -> Binding:
+        """The binding of a name, once it is bound (BindingTimeout, BindingFailed)."""
+        binding = self.interpreter.binding(path, local)
+        if binding.var.sample() is Pending:
+            await self._wait_bound(binding)
+        st = binding.var.sample()
+        if isinstance(st, Failed):
+            raise BindingFailed(f"binding {path.show()} failed: {st.exc}")
+        return binding
+
+    @staticmethod
+    def account(
+        srv: ServerCtx, svc: Service | None, status: int, ok: bool, elapsed_ms: float
+    ) -> None:
+        """A finished request in its server's and its service's metrics."""
         srv.latency.add(elapsed_ms)
         srv.statuses[status].incr()
-        if ok is None:
-            ok = 0 < status < 500
         if ok:
             srv.success.incr()
         else:
@@ -550,13 +576,6 @@ class HttpRouter:
                 svc.success.incr()
             else:
                 svc.failures.incr()
-        if self.telemetry is not None and self.telemetry.active:
-            self._record(head, path, status, elapsed_ms, info)
-        if self.access_log is not None:
-            # the raw values: the log's task formats them (heads and paths are not
-            # changed once parsed)
-            self.access_log.add((conn.peer[0], time.time(), head, status, info[2], path))
-        return keep
 
     def _record(
         self, head: RequestHead, path: Path | str, status: int, elapsed_ms: float, info: list[Any]
@@ -566,7 +585,7 @@ class HttpRouter:
             (time.time(), self.label, head, path, info[0], status, elapsed_ms, info[1])
         )
 
-    def _check_call_depth(self, head: RequestHead, srv: ServerCtx) -> None:
+    def _check_call_depth(self, head: Head, srv: ServerCtx) -> None:
         vias = head.get_all(b"via")
         if vias:
             depth = sum(len([x for x in v.split(b",") if x.strip()]) for v in vias)
@@ -1016,6 +1035,19 @@ class _Body:
 
 class _HasHeaders(Protocol):
     def get_all(self, name: bytes) -> list[bytes]: ...
+
+
+class Head(Message, _HasHeaders, Protocol):
+    """A request head as the routers name it (HTTP/1.1's RequestHead, HTTP/2's Request)."""
+
+    headers: Headers
+    has_l5d: bool
+
+
+def _is_context(name: bytes) -> bool:
+    """An l5d context header, or Finagle's ``dtab-local`` (what clearContext strips)."""
+    lname = name.lower()
+    return lname[:4] == b"l5d-" or lname == b"dtab-local"
 
 
 def _deadline(head: _HasHeaders, timeout: float | None) -> bytes | None:

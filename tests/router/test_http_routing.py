@@ -174,6 +174,10 @@ async def test_clear_context_ignores_dtab_headers(
     )
     assert r.text.startswith("v1")
     assert v1.seen[0].header("l5d-ctx-x") is None
+    # Finagle's dtab-local is context too, alone as well
+    r = await http.get(router_url(linker) + "/", headers={"Host": "web", "dtab-local": "/a=>/b"})
+    assert r.status_code == 200
+    assert v1.seen[1].header("dtab-local") is None
 
 
 async def test_editing_a_disco_file_under_load_fails_nothing(
