@@ -78,10 +78,6 @@ class Profile:
     def share(self, n: int) -> float:
         return n / self.total if self.total else 0.0
 
-    def incl_of(self, names: tuple[str, ...]) -> float:
-        """Share of the samples in which any function named in ``names`` is on the stack."""
-        return self.share(sum(n for f, n in self.incl.items() if _fname(f) in names))
-
 
 def _fname(frame: str) -> str:
     return frame.rsplit(" (", 1)[0]
