@@ -64,7 +64,7 @@ def machine() -> dict[str, str]:
     except OSError:
         pass
     versions = {}
-    for dist in ("trio", "httptools", "h11", "h2", "attrs", "py-spy"):
+    for dist in ("trio", "httptools", "h11", "hpack", "attrs", "py-spy"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

@@ -495,12 +495,14 @@ def _validate(cfg: LinkerConfig) -> list[str]:
             errors.append(f"{where}.interpreter.dtabFile: required by io.l5d.fs")
         for j, s in enumerate(r.servers):
             errors += _server_tls_errors(s.tls, f"{where}.servers[{j}].tls")
+            errors += _ratio_errors(s.windowUpdateRatio, f"{where}.servers[{j}]")
         static = r.client.kind == "io.l5d.static"
         for k, entry in enumerate(r.client.entries):
+            at = f"{where}.client.configs[{k}]" if static else f"{where}.client"
             tls = entry.params.tls
             if tls is not None:
-                at = f"{where}.client.configs[{k}].tls" if static else f"{where}.client.tls"
-                errors += _client_tls_errors(tls, at)
+                errors += _client_tls_errors(tls, f"{at}.tls")
+            errors += _ratio_errors(entry.params.windowUpdateRatio, at)
     for i, n in enumerate(cfg.namers):
         prefix = namer_prefix(n)
         try:
@@ -508,6 +510,12 @@ def _validate(cfg: LinkerConfig) -> list[str]:
         except ParseError as e:
             errors.append(f"namers[{i}].prefix: {e}")
     return errors
+
+
+def _ratio_errors(ratio: float | None, at: str) -> list[str]:
+    if ratio is None or 0 < ratio < 1:
+        return []
+    return [f"{at}.windowUpdateRatio: {ratio:g} is not between 0 and 1 (exclusive)"]
 
 
 _TLS_PROTOCOLS = ("TLSv1.2", "TLSv1.3")

@@ -32,7 +32,6 @@ from typing import Final
 from urllib.parse import quote
 
 import trio
-from hpack import NeverIndexedHeaderTuple
 
 from ..config.schema import RouterConfig, ServerConfig
 from ..errors import (
@@ -48,6 +47,7 @@ from ..naming import Addr, Dtab, Path
 from ..proto.h2 import (
     INTERNAL_ERROR,
     REFUSED_STREAM,
+    WINDOW_UPDATE_RATIO,
     H2Settings,
     Headers,
     Request,
@@ -55,6 +55,7 @@ from ..proto.h2 import (
     check_trailers,
     error_name,
 )
+from ..proto.hpack import NeverIndexed
 from ..telemetry import Telemetry
 from ..transport.h2 import (
     DATA,
@@ -101,6 +102,10 @@ _OWN: Final = frozenset(
 )
 
 
+def _ratio(ratio: float | None) -> float:
+    return WINDOW_UPDATE_RATIO if ratio is None else ratio
+
+
 def server_settings(cfg: ServerConfig) -> H2Settings:
     return H2Settings(
         initial_stream_window=cfg.initialStreamWindowBytes,
@@ -113,6 +118,7 @@ def server_settings(cfg: ServerConfig) -> H2Settings:
             else DEFAULT_MAX_STREAMS
         ),
         header_table=cfg.headerTableBytes,
+        window_update_ratio=_ratio(cfg.windowUpdateRatio),
     )
 
 
@@ -276,6 +282,7 @@ class H2Router(HttpRouter):
                 max_frame=p.maxFrameBytes,
                 max_header_list=p.maxHeaderListBytes,
                 header_table=p.headerTableBytes,
+                window_update_ratio=_ratio(p.windowUpdateRatio),
             )
             found = (settings, client.metrics)
             self._client_settings[client] = found
@@ -601,10 +608,10 @@ class _Exchange:
             out.append((b"l5d-dst-residual", target.residual_header))
         # a value new on every request: kept out of the HPACK table, which then holds
         # only values that repeat (and stays short to search)
-        out.append(NeverIndexedHeaderTuple(b"l5d-reqid", self.reqid))
+        out.append(NeverIndexed(b"l5d-reqid", self.reqid))
         if self.span is not None:
             for k, v in trace.outgoing(self.span, self.router.zipkin):
-                out.append(NeverIndexedHeaderTuple(k, v))
+                out.append(NeverIndexed(k, v))
         if self.local.dentries:
             out.append((b"l5d-ctx-dtab", self.router.dtab_header(self.local)))
         if self.deadline is not None:

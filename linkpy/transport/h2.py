@@ -27,11 +27,10 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Final
 
-import h2.events as ev
-import h2.exceptions
 import trio
 
 from ..errors import ConnectFailed, RemoteProtocolError
+from ..proto import h2 as ev
 from ..proto.h2 import (
     CANCEL,
     INTERNAL_ERROR,
@@ -168,7 +167,7 @@ class H2Stream:
         self._check()
         try:
             self.conn.h2.send_headers(self.id, headers, end_stream=end)
-        except h2.exceptions.H2Error as e:
+        except ev.H2Error as e:
             raise StreamReset(INTERNAL_ERROR, f"cannot send headers: {e}") from None
         if end:
             self.local_closed = True
@@ -182,24 +181,21 @@ class H2Stream:
         while True:
             self._check()
             n = len(data)
-            if n == 0:
-                if end:
-                    try:
-                        h2c.end_stream(sid)
-                    except h2.exceptions.H2Error as e:
-                        raise StreamReset(INTERNAL_ERROR, f"cannot end stream: {e}") from None
-                    self.local_closed = True
-                    conn.kick()
-                return
-            window = h2c.local_flow_control_window(sid)
-            if window <= 0:
-                await conn.window_opened()
-                continue
-            size = min(n, window, h2c.max_outbound_frame_size)
-            last = size == n
             try:
+                if n == 0:
+                    if end:
+                        h2c.end_stream(sid)
+                        self.local_closed = True
+                        conn.kick()
+                    return
+                window = h2c.local_flow_control_window(sid)
+                if window <= 0:
+                    await conn.window_opened()
+                    continue
+                size = min(n, window, h2c.max_outbound_frame_size)
+                last = size == n
                 h2c.send_data(sid, data if last else data[:size], end_stream=end and last)
-            except h2.exceptions.H2Error as e:
+            except ev.H2Error as e:
                 raise StreamReset(INTERNAL_ERROR, f"cannot send data: {e}") from None
             conn.unflushed += size
             conn.kick()
@@ -223,7 +219,7 @@ class H2Stream:
         if not conn.closed:
             try:
                 conn.h2.reset_stream(self.id, code)
-            except h2.exceptions.H2Error:
+            except ev.H2Error:
                 pass  # the codec had closed it already
             conn.kick()
         conn.wake_senders()
@@ -281,7 +277,7 @@ class H2Conn:
             return
         try:
             self.h2.acknowledge_received_data(n, stream_id)
-        except h2.exceptions.H2Error:
+        except ev.H2Error:
             return
         self._dirty.set()
 
@@ -354,7 +350,7 @@ class H2Conn:
                     return
                 try:
                     events = h2c.receive_data(data)
-                except h2.exceptions.H2Error as e:
+                except ev.H2Error as e:
                     # the codec queued a GOAWAY with the right code
                     log.info("h2 connection error from peer: %s", e)
                     self.goaway = True
@@ -398,7 +394,7 @@ class H2Conn:
             if n:  # nobody will take it: keep the connection window open
                 try:
                     self.h2.acknowledge_received_data(n, e.stream_id)
-                except h2.exceptions.H2Error:
+                except ev.H2Error:
                     pass
             return
         s.buffered += len(data)
@@ -496,7 +492,7 @@ class ServerConn(H2Conn):
     def _feed(self, data: bytes) -> None:
         try:
             events = self.h2.receive_data(data)
-        except h2.exceptions.H2Error as e:
+        except ev.H2Error as e:
             log.info("h2 connection error from peer: %s", e)
             self.closed = True
             return
@@ -543,7 +539,7 @@ class ServerConn(H2Conn):
     def _refuse(self, sid: int, code: int) -> None:
         try:
             self.h2.reset_stream(sid, code)
-        except h2.exceptions.H2Error:
+        except ev.H2Error:
             pass
 
     async def _run_stream(self, s: H2Stream) -> None:
@@ -661,7 +657,7 @@ class ClientConn(H2Conn):
             self.on_count(1)
         try:
             h2c.send_headers(sid, headers, end_stream=end)
-        except h2.exceptions.H2Error as e:
+        except ev.H2Error as e:
             self.forget(s)
             raise ConnectionGone(str(e)) from None
         s.local_closed = end

@@ -241,6 +241,14 @@ def test_json_config() -> None:
             "routers:\n- protocol: http\n  servers: [{port: 1}]\n  bindingTimeoutMs: true\n",
             "routers[0].bindingTimeoutMs: expected an integer, got a boolean True",
         ),
+        (
+            "routers:\n- protocol: h2\n  servers: [{port: 1, windowUpdateRatio: 1.5}]\n",
+            "routers[0].servers[0].windowUpdateRatio: 1.5 is not between 0 and 1",
+        ),
+        (
+            "routers:\n- protocol: h2\n  servers: [{port: 1}]\n  client: {windowUpdateRatio: 0}\n",
+            "routers[0].client.windowUpdateRatio: 0 is not between 0 and 1",
+        ),
         ("routers: []\n", "routers: at least one router is required"),
         ("admin: {port: 1}\n", "routers: required"),
         ("- just\n- a list\n", "a config file holds an object"),

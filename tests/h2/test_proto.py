@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hpack
-from h2.events import ConnectionTerminated, RequestReceived, ResponseReceived
 
 from linkpy.proto.h2 import (
     Connection,
+    ConnectionTerminated,
     H2Settings,
     Request,
+    RequestReceived,
+    ResponseReceived,
     check_response,
     check_trailers,
     new_connection,
