@@ -687,7 +687,7 @@ class Connection:
             s.head = True
             events.append(ResponseReceived(sid, headers))
             if not s.head_request:
-                status = headers[0][1] if headers[0][0] == b":status" else b""
+                status = headers[0][1] if headers and headers[0][0] == b":status" else b""
                 if status != b"204" and status != b"304":
                     self._content_length(sid, s, headers)
         else:

@@ -10,7 +10,7 @@ import h2.events
 import h2.settings
 import hpack
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from linkpy.proto.h2 import (
@@ -458,3 +458,52 @@ def test_window_updates_follow_the_window_update_ratio() -> None:
             if isinstance(e, h2.events.WindowUpdated)
         ]
         assert sorted(updates) == [(0, loud), (1, loud)], ratio
+
+
+_frames = st.lists(
+    st.tuples(
+        st.integers(0, 12),  # type (10..12: unknown types)
+        st.integers(0, 255),  # flags
+        st.sampled_from([0, 1, 2, 3, 5, 2**31 - 1]),  # stream
+        st.binary(max_size=40),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.booleans(), _frames, st.integers(1, 64))
+@example(True, [(1, 4, 1, b"")], 9)  # an empty response head
+@example(False, [(1, 5, 3, b"")], 9)  # an empty request head
+def test_any_frames_give_events_or_a_protocol_error(
+    client_side: bool, frames: list[tuple[int, int, int, bytes]], chunk: int
+) -> None:
+    """Whatever a peer sends, the codec answers with events or a ProtocolError (after
+    which it is finished): no other exception reaches the transport."""
+    if client_side:
+        ours, _ = _client()
+        sid = ours.get_next_available_stream_id()
+        ours.send_headers(sid, GET)
+    else:
+        peer_c, ours = _server()
+        peer_c.send_headers(1, GET)
+        ours.receive_data(peer_c.data_to_send())
+    data = b"".join(frame(kind, flags, sid, payload) for kind, flags, sid, payload in frames)
+    try:
+        for i in range(0, len(data), chunk):  # (split anywhere, as TCP may)
+            ours.receive_data(data[i : i + chunk])
+            ours.data_to_send()
+    except ProtocolError as e:
+        assert e.code in range(14)
+        assert ours.receive_data(b"\0" * 9) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_any_header_block_decodes_or_is_an_hpack_error(block: bytes) -> None:
+    dec = Decoder()
+    try:
+        dec.decode(block)
+    except (HpackError, HeaderListTooLarge):
+        pass
+    dec.decode(hpack.Encoder().encode([(b"x-after", b"1")]))  # the decoder is still usable
