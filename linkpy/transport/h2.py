@@ -17,11 +17,18 @@ peer's SETTINGS_MAX_CONCURRENT_STREAMS.
 
 A stream's state is dropped when its handler ends (:meth:`H2Stream.close`): a stream
 still open on either side is reset then, so no stream outlives its request.
+
+On a plain :class:`trio.SocketStream` the reader and the writer use the socket fast
+path of :mod:`linkpy.transport.http1` (call ``recv``/``send`` first, wait for readiness
+only when the call would block, and wait anyway every ``EAGER_READS`` reads), and the
+tasks wake each other with :class:`Signal` rather than a new :class:`trio.Event` per
+wake-up; together about a tenth of the CPU of an h2 request.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -47,7 +54,7 @@ from ..proto.h2 import (
     send_goaway,
 )
 from .errors import TRANSPORT_ERRORS, describe
-from .http1 import abort_stream
+from .http1 import EAGER_READS, abort_stream, os_socket
 from .tls import connect_handshake
 
 log = logging.getLogger("linkpy.h2")
@@ -66,6 +73,38 @@ RESET: Final = 4
 GONE: Final = 5
 
 Item = tuple[int, object, int]
+
+
+class Signal:
+    """Wakes the tasks waiting for it; a wake with nobody waiting is a no-op.
+
+    For conditions a waiter re-checks after every wake (``while not cond: await
+    sig.wait()``): unlike :class:`trio.Event` it needs no new object per round and no
+    flag, which matters for the few wake-ups every request makes.
+    """
+
+    __slots__ = ("_tasks",)
+
+    def __init__(self) -> None:
+        self._tasks: list[trio.lowlevel.Task] = []
+
+    async def wait(self) -> None:
+        task = trio.lowlevel.current_task()
+        tasks = self._tasks
+        tasks.append(task)
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            tasks.remove(task)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def wake(self) -> None:
+        tasks = self._tasks
+        if tasks:
+            self._tasks = []
+            for task in tasks:
+                trio.lowlevel.reschedule(task)
 
 
 class StreamReset(RemoteProtocolError):
@@ -103,7 +142,7 @@ class H2Stream:
         self.items: deque[Item] = deque()
         #: data bytes received and not yet taken
         self.buffered = 0
-        self._waiter: trio.Event | None = None
+        self._waiter = Signal()
         self.local_closed = False
         self.remote_closed = False
         #: the code this stream was reset with (by either side)
@@ -120,17 +159,11 @@ class H2Stream:
 
     def _push(self, item: Item) -> None:
         self.items.append(item)
-        w = self._waiter
-        if w is not None:
-            self._waiter = None
-            w.set()
+        self._waiter.wake()
 
     async def wait(self) -> None:
         """Until something more is received."""
-        w = self._waiter
-        if w is None:
-            w = self._waiter = trio.Event()
-        await w.wait()
+        await self._waiter.wait()
 
     async def receive(self) -> Item:
         """The next item (data is acknowledged to the peer as it is taken)."""
@@ -249,12 +282,14 @@ class H2Conn:
         #: a GOAWAY was sent or received: no new streams
         self.goaway = False
         self.unflushed = 0
-        self._dirty = trio.Event()
-        self._window = trio.Event()
-        self._drained = trio.Event()
+        self._dirty = Signal()
+        self._window = Signal()
+        self._drained = Signal()
         self._writer_done = trio.Event()
         self._reader_scope = trio.CancelScope()
         self._closing = False
+        #: reads in a row that did not wait (see :data:`EAGER_READS`)
+        self._eager = 0
         self._handlers: dict[type, Callable[[ev.Event], None]] = {
             ev.DataReceived: self._on_data,  # type: ignore[dict-item]
             ev.StreamEnded: self._on_end,  # type: ignore[dict-item]
@@ -269,7 +304,7 @@ class H2Conn:
 
     def kick(self) -> None:
         """Something was queued for the socket."""
-        self._dirty.set()
+        self._dirty.wake()
 
     def ack(self, stream_id: int, n: int) -> None:
         """``n`` bytes of a stream were consumed: reopen the windows (in batches)."""
@@ -279,14 +314,13 @@ class H2Conn:
             self.h2.acknowledge_received_data(n, stream_id)
         except ev.H2Error:
             return
-        self._dirty.set()
+        self._dirty.wake()
 
     async def window_opened(self) -> None:
         await self._window.wait()
 
     def wake_senders(self) -> None:
-        self._window.set()
-        self._window = trio.Event()
+        self._window.wake()
 
     async def drained(self) -> None:
         while self.unflushed > HIGH_WATER and not self.closed:
@@ -315,19 +349,20 @@ class H2Conn:
 
     async def _writer(self) -> None:
         h2c = self.h2
+        sock = os_socket(self.stream)
         try:
             while True:
                 data = h2c.data_to_send()
                 if data:
                     self.unflushed = 0
-                    await self.stream.send_all(data)
-                    d = self._drained
-                    self._drained = trio.Event()
-                    d.set()
+                    if sock is None:
+                        await self.stream.send_all(data)
+                    else:
+                        await self._send(sock, data)
+                    self._drained.wake()
                     continue
                 if self.closed:
                     return
-                self._dirty = trio.Event()
                 await self._dirty.wait()
         except TRANSPORT_ERRORS as e:
             log.debug("h2 write failed: %s", describe(e))
@@ -335,14 +370,59 @@ class H2Conn:
         finally:
             self._writer_done.set()
 
+    @staticmethod
+    async def _send(sock: socket.socket, data: bytes) -> None:
+        """The socket fast path (see :mod:`linkpy.transport.http1`): send now, and
+        wait for room only if the socket is full (the writer waits for work between
+        writes, which is its checkpoint)."""
+        try:
+            sent = sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        if sent == len(data):
+            return
+        view = memoryview(data)[sent:]
+        while view:
+            await trio.lowlevel.wait_writable(sock)
+            try:
+                view = view[sock.send(view) :]
+            except BlockingIOError:
+                pass
+
+    async def _receive(self, sock: socket.socket | None) -> bytes | bytearray:
+        """The next bytes read (b"" at end of stream).
+
+        On the fast path a read that need not wait does not pass a checkpoint, except
+        every :data:`EAGER_READS` reads in a row: the reader then lets the handlers
+        of the streams it fed run, and a cancellation land.
+        """
+        if sock is None:
+            return await self.stream.receive_some(RECV_SIZE)
+        if self._eager < EAGER_READS:
+            try:
+                data = sock.recv(RECV_SIZE)
+            except BlockingIOError:
+                pass
+            else:
+                self._eager += 1
+                return data
+        self._eager = 0
+        while True:
+            await trio.lowlevel.wait_readable(sock)
+            try:
+                return sock.recv(RECV_SIZE)
+            except BlockingIOError:
+                pass
+
     async def _read_loop(self) -> None:
         """Feed the codec until the peer closes, a connection error, or close()."""
         handlers = self._handlers
         h2c = self.h2
+        sock = os_socket(self.stream)
         with self._reader_scope:
             while True:
                 try:
-                    data = await self.stream.receive_some(RECV_SIZE)
+                    data = await self._receive(sock)
                 except TRANSPORT_ERRORS as e:
                     log.debug("h2 read failed: %s", describe(e))
                     return
@@ -362,7 +442,7 @@ class H2Conn:
                         handler(event)
                     else:
                         self._other(event)
-                self._dirty.set()
+                self._dirty.wake()
 
     def _other(self, event: ev.Event) -> None:
         """Events the subclass handles (request or response heads)."""
@@ -375,11 +455,11 @@ class H2Conn:
                 s.reset_code = code
                 s._push((RESET, code, 0))
         self.wake_senders()
-        self._drained.set()
-        self._dirty.set()
+        self._drained.wake()
+        self._dirty.wake()
 
     async def _flush_and_close(self) -> None:
-        self._dirty.set()
+        self._dirty.wake()
         with trio.move_on_after(1.0):
             await self._writer_done.wait()
         await trio.aclose_forcefully(self.stream)

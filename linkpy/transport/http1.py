@@ -44,7 +44,7 @@ RECV_SIZE: Final = 65536
 EAGER_READS: Final = 16
 
 
-def _os_socket(stream: trio.abc.Stream) -> socket.socket | None:
+def os_socket(stream: trio.abc.Stream) -> socket.socket | None:
     """The OS socket under a plain :class:`trio.SocketStream`, for the fast path.
 
     None for any other stream: a TLS stream (its socket carries ciphertext), or a
@@ -83,7 +83,7 @@ class _Connection:
     def stream(self, stream: trio.abc.Stream) -> None:
         self._stream = stream
         #: the OS socket of the fast path (None: the Stream API)
-        self.sock = _os_socket(stream)
+        self.sock = os_socket(stream)
 
     def _try_recv(self) -> bytes | bytearray | None:
         """What the socket has to read now (b"" at end of stream); None if it would
