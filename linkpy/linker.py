@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import attrs
 import trio
@@ -23,7 +23,6 @@ from .errors import ConfigError, ParseError
 from .metrics import Metrics
 from .naming import SYSTEM_NAMERS, Bound, Dtab, NameTree, Path, State, bind, global_lookup
 from .plugin import Namer, NamerContext
-from .router.h2 import H2Router
 from .router.http import HttpRouter, ServerCtx
 from .router.inet import InetResolver
 from .router.interpreter import Interpreter, TransformingNamer
@@ -41,6 +40,8 @@ HOUSEKEEPING_INTERVAL = 10.0
 class RouterRuntime:
     router: HttpRouter
     servers: list[tuple[TcpServer, ServerCtx]]
+    #: the task of an HTTP/2 router's upstream connections
+    upstreams: Callable[..., Awaitable[None]] | None = None
 
 
 class Linker:
@@ -108,13 +109,18 @@ class Linker:
                 )
                 self.access_logs.append(access_log)
             router: HttpRouter
+            upstreams = None
             if r.protocol == "h2":
-                router = H2Router(r, interp, scope, telemetry=self.telemetry)
+                # imported only when a router speaks HTTP/2 (h2 and hpack weigh a megabyte)
+                from .router.h2 import H2Router
+
+                h2_router = H2Router(r, interp, scope, telemetry=self.telemetry)
+                router, upstreams = h2_router, h2_router.run
             else:
                 router = HttpRouter(
                     r, interp, scope, telemetry=self.telemetry, access_log=access_log
                 )
-            runtime = RouterRuntime(router, [])
+            runtime = RouterRuntime(router, [], upstreams)
             for s in r.servers:
                 port = s.port if s.port is not None else DEFAULT_PORTS.get(r.protocol, 0)
                 ctx = router.server(s, port)
@@ -179,8 +185,8 @@ class Linker:
             for access_log in self.access_logs:
                 nursery.start_soon(access_log.run)
             for rt in self.routers:
-                if isinstance(rt.router, H2Router):
-                    await nursery.start(rt.router.run)  # its upstream connections
+                if rt.upstreams is not None:
+                    await nursery.start(rt.upstreams)
                 for server, ctx in rt.servers:
                     ctx.port = await nursery.start(server.serve)
             admin = AdminServer(self)
