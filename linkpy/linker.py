@@ -9,6 +9,7 @@ within the grace period (``admin.shutdownGraceMs``), then whatever is left is ca
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,7 +29,7 @@ from .router.inet import InetResolver
 from .router.interpreter import Interpreter, TransformingNamer
 from .router.transformers import Transformer, TransformerConfig, TransformerContext
 from .telemetry import AccessLog, Telemetry
-from .transport.server import ConnState, TcpServer
+from .transport.server import Handler, TcpServer
 
 log = logging.getLogger("linkpy")
 
@@ -159,11 +160,10 @@ class Linker:
         return out
 
     @staticmethod
-    def _handler(router: HttpRouter, ctx: ServerCtx):  # type: ignore[no-untyped-def]
-        async def handle(stream: trio.SocketStream, state: ConnState) -> None:
-            await router.serve_connection(stream, state, ctx)
-
-        return handle
+    def _handler(router: HttpRouter, ctx: ServerCtx) -> Handler:
+        # a partial, not a closure: the connection's task then has no frame of ours
+        # between the server's and the router's (an idle connection holds each frame)
+        return functools.partial(router.serve_connection, srv=ctx)
 
     # -- running ----------------------------------------------------------------
 
