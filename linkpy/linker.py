@@ -9,9 +9,10 @@ within the grace period (``admin.shutdownGraceMs``), then whatever is left is ca
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import attrs
 import trio
@@ -23,13 +24,12 @@ from .errors import ConfigError, ParseError
 from .metrics import Metrics
 from .naming import SYSTEM_NAMERS, Bound, Dtab, NameTree, Path, State, bind, global_lookup
 from .plugin import Namer, NamerContext
-from .router.h2 import H2Router
 from .router.http import HttpRouter, ServerCtx
 from .router.inet import InetResolver
 from .router.interpreter import Interpreter, TransformingNamer
 from .router.transformers import Transformer, TransformerConfig, TransformerContext
 from .telemetry import AccessLog, Telemetry
-from .transport.server import ConnState, TcpServer
+from .transport.server import Handler, TcpServer
 
 log = logging.getLogger("linkpy")
 
@@ -41,6 +41,8 @@ HOUSEKEEPING_INTERVAL = 10.0
 class RouterRuntime:
     router: HttpRouter
     servers: list[tuple[TcpServer, ServerCtx]]
+    #: the task of an HTTP/2 router's upstream connections
+    upstreams: Callable[..., Awaitable[None]] | None = None
 
 
 class Linker:
@@ -108,13 +110,18 @@ class Linker:
                 )
                 self.access_logs.append(access_log)
             router: HttpRouter
+            upstreams = None
             if r.protocol == "h2":
-                router = H2Router(r, interp, scope, telemetry=self.telemetry)
+                # imported only when a router speaks HTTP/2 (the codec and hpack)
+                from .router.h2 import H2Router
+
+                h2_router = H2Router(r, interp, scope, telemetry=self.telemetry)
+                router, upstreams = h2_router, h2_router.run
             else:
                 router = HttpRouter(
                     r, interp, scope, telemetry=self.telemetry, access_log=access_log
                 )
-            runtime = RouterRuntime(router, [])
+            runtime = RouterRuntime(router, [], upstreams)
             for s in r.servers:
                 port = s.port if s.port is not None else DEFAULT_PORTS.get(r.protocol, 0)
                 ctx = router.server(s, port)
@@ -153,11 +160,10 @@ class Linker:
         return out
 
     @staticmethod
-    def _handler(router: HttpRouter, ctx: ServerCtx):  # type: ignore[no-untyped-def]
-        async def handle(stream: trio.SocketStream, state: ConnState) -> None:
-            await router.serve_connection(stream, state, ctx)
-
-        return handle
+    def _handler(router: HttpRouter, ctx: ServerCtx) -> Handler:
+        # a partial, not a closure: the connection's task then has no frame of ours
+        # between the server's and the router's (an idle connection holds each frame)
+        return functools.partial(router.serve_connection, srv=ctx)
 
     # -- running ----------------------------------------------------------------
 
@@ -179,8 +185,8 @@ class Linker:
             for access_log in self.access_logs:
                 nursery.start_soon(access_log.run)
             for rt in self.routers:
-                if isinstance(rt.router, H2Router):
-                    await nursery.start(rt.router.run)  # its upstream connections
+                if rt.upstreams is not None:
+                    await nursery.start(rt.upstreams)
                 for server, ctx in rt.servers:
                     ctx.port = await nursery.start(server.serve)
             admin = AdminServer(self)

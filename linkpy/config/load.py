@@ -35,7 +35,7 @@ from ..errors import ConfigError, ParseError
 from ..naming import Dtab, Path
 from ..plugin import NamerConfig
 from ..router.transformers import TransformerConfig
-from .registry import Registry
+from .registry import PluginLoadError, Registry
 from .schema import (
     DEFAULT_PORTS,
     PROTOCOLS,
@@ -268,7 +268,10 @@ class Loader:
             kind = v.get("kind")
             if not isinstance(kind, str):
                 raise _Bad(f"a {what} needs a kind")
-            cls = self.registry.get(group, kind)
+            try:
+                cls = self.registry.get(group, kind)
+            except PluginLoadError as e:
+                raise _Bad(e.message) from None
             if cls is None:
                 known = ", ".join(sorted(self.registry.kinds(group))) or "none installed"
                 raise _Bad(f"unknown {what} kind {kind!r} (known: {known})")

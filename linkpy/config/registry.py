@@ -6,19 +6,25 @@ point's name is the ``kind``; its value is the plugin's config class.  The built
 plugins are declared the same way in linkpy's own ``setup.cfg``.
 
 The registry is discovered once (:meth:`Registry.discover`); tests may build one by
-hand and pass it to the config loader.
+hand and pass it to the config loader.  Discovering reads the entry points' names
+only: a plugin's module is imported when a config first uses its kind
+(:meth:`Registry.get`), so that a process imports the plugins it runs and not the
+others (the Kubernetes, Consul and Marathon namers and their HTTP clients weigh
+megabytes of memory).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from importlib.metadata import entry_points
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import attrs
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 log = logging.getLogger("linkpy.config")
 
@@ -31,27 +37,55 @@ GROUPS: Final = (
 )
 
 
-@attrs.frozen
+class PluginLoadError(ConfigError):
+    """A plugin's entry point names a class that cannot be imported."""
+
+
+@attrs.frozen(eq=False)
 class Registry:
-    """Plugins by group and kind."""
+    """Plugins by group and kind: each a class, or the entry point that loads it."""
 
-    groups: Mapping[str, Mapping[str, type]]
+    groups: Mapping[str, Mapping[str, type | EntryPoint]]
+    _loaded: dict[tuple[str, str], type] = attrs.field(factory=dict, init=False)
 
-    def kinds(self, group: str) -> Mapping[str, type]:
-        return self.groups.get(group, {})
+    def kinds(self, group: str) -> frozenset[str]:
+        """The kinds of a group (no plugin is imported)."""
+        return frozenset(self.groups.get(group, {}))
 
     def get(self, group: str, kind: str) -> type | None:
-        return self.kinds(group).get(kind)
+        """The plugin class of a kind (None if no plugin has it), imported now if need be.
 
-    def with_plugins(self, group: str, plugins: Mapping[str, type]) -> Registry:
+        Raises :class:`PluginLoadError` when its entry point cannot be loaded.
+        """
+        found = self._loaded.get((group, kind))
+        if found is not None:
+            return found
+        entry = self.groups.get(group, {}).get(kind)
+        if entry is None or isinstance(entry, type):
+            return entry
+        try:
+            cls = entry.load()
+        except Exception as e:  # a broken plugin breaks the configs that use it, only
+            log.error("cannot load plugin %s (%s): %s", kind, entry.value, e)
+            raise PluginLoadError(f"cannot load plugin {kind!r} ({entry.value}): {e}") from e
+        if not isinstance(cls, type):
+            raise PluginLoadError(f"plugin {kind!r} ({entry.value}) is not a class")
+        self._loaded[(group, kind)] = cls
+        return cls
+
+    def with_plugins(self, group: str, plugins: Mapping[str, type | EntryPoint]) -> Registry:
         """A registry with more plugins in ``group`` (tests, embedding)."""
         groups = {g: dict(k) for g, k in self.groups.items()}
         groups.setdefault(group, {}).update(plugins)
-        return Registry(groups)
+        registry = Registry(groups)
+        for (g, kind), cls in self._loaded.items():
+            if g != group or kind not in plugins:
+                registry._loaded[(g, kind)] = cls
+        return registry
 
     @classmethod
     def discover(cls) -> Registry:
-        """Load every entry point of the plugin groups (cached)."""
+        """Read the entry points of the plugin groups (cached); import none of them."""
         global _discovered
         if _discovered is None:
             _discovered = cls._load()
@@ -59,20 +93,19 @@ class Registry:
 
     @classmethod
     def _load(cls) -> Registry:
-        groups: dict[str, dict[str, type]] = {}
+        from importlib.metadata import entry_points
+
+        groups: dict[str, dict[str, type | EntryPoint]] = {}
         for group in GROUPS:
-            found: dict[str, type] = {}
+            found: dict[str, type | EntryPoint] = {}
             for ep in entry_points(group=group):
-                if ep.name in found:
-                    other = found[ep.name]
+                other = found.get(ep.name)
+                if other is not None:
                     raise ConfigError(
                         f"two plugins claim kind {ep.name!r} in {group}: "
-                        f"{other.__module__}.{other.__qualname__} and {ep.value}"
+                        f"{getattr(other, 'value', other)} and {ep.value}"
                     )
-                try:
-                    found[ep.name] = ep.load()
-                except Exception as e:  # a broken plugin must not take the others down
-                    log.error("cannot load plugin %s (%s): %s", ep.name, ep.value, e)
+                found[ep.name] = ep
             groups[group] = found
         return cls(groups)
 

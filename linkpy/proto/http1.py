@@ -195,6 +195,7 @@ class RequestParser:
         "_l5d",
         "_trace",
         "_upgrade",
+        "at_rest",
     )
 
     def __init__(self, max_line: int = 4096, max_headers: int = 8192) -> None:
@@ -203,6 +204,9 @@ class RequestParser:
         self.events: list[Event] = []
         self._p = httptools.HttpRequestParser(self)
         self._in_head = False
+        #: Between two requests: no message parsed in part, no upgrade, no error (the
+        #: parser could go on with another connection's requests).
+        self.at_rest = True
         self._head_fed = 0
         self._reset()
 
@@ -227,6 +231,7 @@ class RequestParser:
         self._reset()
         self._in_head = True
         self._head_fed = 0
+        self.at_rest = False
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -291,6 +296,9 @@ class RequestParser:
 
     def on_message_complete(self) -> None:
         self.events.append((END, self._trailers))
+        # llhttp parses no message after one that does not keep the connection alive
+        head = self._head
+        self.at_rest = head is not None and head.keep_alive
 
     # -- feeding --------------------------------------------------------------
 
@@ -299,13 +307,16 @@ class RequestParser:
         try:
             self._p.feed_data(data)
         except httptools.HttpParserUpgrade as e:
+            self.at_rest = False
             offset = e.args[0] if e.args else len(data)
             self.events.append((UPGRADE, bytes(data[offset:])))
         except httptools.HttpParserCallbackError as e:
+            self.at_rest = False
             if isinstance(e.__context__, RemoteProtocolError):
                 raise e.__context__ from None
             raise RemoteProtocolError(f"bad request: {e}") from None
         except httptools.HttpParserError as e:
+            self.at_rest = False
             raise RemoteProtocolError(f"bad request: {e}") from None
         if self._in_head:
             # llhttp buffers a header it has not finished: bound what we feed it

@@ -63,6 +63,7 @@ from ..transport.http1 import (
     ClientClosed,
     ClientConnection,
     ClientTimedOut,
+    RequestParsers,
     ServerConnection,
     UpstreamClosed,
     UpstreamTimedOut,
@@ -194,6 +195,8 @@ class HttpRouter:
         self.binding_timeout = cfg.bindingTimeoutMs / 1000.0
         self.max_line = cfg.maxInitialLineKB * 1024
         self.max_headers = cfg.maxHeadersKB * 1024
+        #: the parsers of the connections between requests (and the limits of all)
+        self.parsers = RequestParsers(self.max_line, self.max_headers)
         self.max_err = cfg.maxErrResponseKB * 1024
         self.client_params = Params(cfg.client, ClientParams)
         self.client_tls = self.tls_contexts(cfg)
@@ -244,6 +247,8 @@ class HttpRouter:
         self.binding_timeout = cfg.bindingTimeoutMs / 1000.0
         self.max_line = cfg.maxInitialLineKB * 1024
         self.max_headers = cfg.maxHeadersKB * 1024
+        if (self.max_line, self.max_headers) != (self.parsers.max_line, self.parsers.max_headers):
+            self.parsers = RequestParsers(self.max_line, self.max_headers)  # for new connections
         self.max_err = cfg.maxErrResponseKB * 1024
         if cfg.client != old.client:
             self.client_params = Params(cfg.client, ClientParams)
@@ -411,8 +416,7 @@ class HttpRouter:
             transport = secured
         conn = ServerConnection(
             transport,
-            max_line=self.max_line,
-            max_headers=self.max_headers,
+            parsers=self.parsers,
             peer=state.peer,
             local=state.local,
             read_timeout=srv.read_timeout,
@@ -425,13 +429,23 @@ class HttpRouter:
         if not srv.no_delay:  # trio sets TCP_NODELAY on every socket it opens
             stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
         born = trio.current_time()
+        # Without idleTimeMs and readTimeoutMs, a plain socket waits between requests
+        # here, in the connection's outermost frame, without a parser (ServerConnection.idle):
+        # an idle connection then holds the least memory.
+        sock = conn.sock if srv.idle_time == math.inf and srv.read_timeout is None else None
+        head: RequestHead | None = None
         try:
             while True:
                 state.set_idle(True)
                 try:
+                    if sock is not None and conn.idle():
+                        head = None  # (the last request, while the connection waits)
+                        await trio.lowlevel.wait_readable(sock)
+                        conn.wake()
+                        head = await conn.receive_head(waited=True)
                     # A cancel scope only for serverSession.idleTimeMs: each costs on every
                     # request, and holds ~1 KB while the connection idles.
-                    if srv.idle_time == math.inf:
+                    elif srv.idle_time == math.inf:
                         head = await conn.receive_head()
                     else:
                         with trio.move_on_after(srv.idle_time) as idle:

@@ -161,10 +161,48 @@ class ClientTimedOut(ClientClosed):
     """The downstream client sent or read nothing for socketOptions' read/writeTimeoutMs."""
 
 
+class RequestParsers:
+    """The request parsers of a server's connections that are between requests.
+
+    An idle keep-alive connection needs no parser: :meth:`ServerConnection.idle` gives
+    its parser back here (an llhttp parser and its state are most of the memory of an
+    idle connection) and :meth:`ServerConnection.wake` takes one when bytes come.  The
+    parsers all have the same limits; at most ``limit`` are kept.
+    """
+
+    __slots__ = ("max_line", "max_headers", "limit", "free")
+
+    def __init__(self, max_line: int = 4096, max_headers: int = 8192, limit: int = 1024) -> None:
+        self.max_line = max_line
+        self.max_headers = max_headers
+        self.limit = limit
+        self.free: list[RequestParser] = []
+
+    def take(self) -> RequestParser:
+        free = self.free
+        return free.pop() if free else RequestParser(self.max_line, self.max_headers)
+
+    def give(self, parser: RequestParser) -> None:
+        if len(self.free) < self.limit:
+            self.free.append(parser)
+
+
+class _Parked(RequestParser):
+    """The parser of every connection whose own went back to its pool: nothing to parse."""
+
+    __slots__ = ()
+
+    def feed(self, data: bytes | bytearray) -> None:
+        raise AssertionError("bytes fed to a connection waiting between requests")
+
+
+_PARKED: Final = _Parked()
+
+
 class ServerConnection(_Connection):
     """A downstream HTTP/1.1 connection."""
 
-    __slots__ = ("parser", "peer", "local", "requests", "eof", "sent_any", "waited")
+    __slots__ = ("parser", "parsers", "peer", "local", "requests", "eof", "sent_any", "waited")
 
     def __init__(
         self,
@@ -172,13 +210,17 @@ class ServerConnection(_Connection):
         *,
         max_line: int = 4096,
         max_headers: int = 8192,
+        parsers: RequestParsers | None = None,
         peer: tuple[str, int] = ("", 0),
         local: tuple[str, int] = ("", 0),
         read_timeout: float | None = None,
         write_timeout: float | None = None,
     ) -> None:
         super().__init__(stream, read_timeout, write_timeout)
-        self.parser = RequestParser(max_line, max_headers)
+        #: where the parser goes while the connection waits between requests (``parsers``
+        #: shared by a server's connections; else the connection's own)
+        self.parsers = parsers if parsers is not None else RequestParsers(max_line, max_headers)
+        self.parser = self.parsers.take()
         self.peer = peer
         self.local = local
         self.requests = 0
@@ -208,15 +250,58 @@ class ServerConnection(_Connection):
         self.parser.feed(data)
         return True
 
-    async def receive_head(self) -> RequestHead | None:
+    def idle(self) -> bool:
+        """Between requests: True if the socket has nothing to read now.
+
+        The connection's parser then goes back to its pool (when it is between two
+        messages): the caller waits for readability itself
+        (:func:`trio.lowlevel.wait_readable` on :attr:`sock`), so that an idle
+        connection's task holds only that wait, then calls :meth:`wake` and
+        ``receive_head(waited=True)``.  False when there are bytes or events to parse,
+        at the end of stream, and on the Stream API (:attr:`sock` None); what the socket
+        had is parsed then.
+        """
+        parser = self.parser
+        if parser is _PARKED:  # (idle already)
+            return True
+        events = parser.events
+        # the END of the previous (bodiless) request
+        while events and events[0][0] == END:
+            del events[0]
+        if events or self.eof or self.sock is None:
+            return False
+        try:
+            data = self._try_recv()
+        except TRANSPORT_ERRORS as e:
+            raise ClientClosed(describe(e)) from e
+        if data is not None:
+            if data:
+                parser.feed(data)
+            else:
+                self.eof = True
+            return False
+        if parser.at_rest:
+            self.parser = _PARKED
+            self.parsers.give(parser)
+        return True
+
+    def wake(self) -> None:
+        """The socket is readable after :meth:`idle`: take a parser back."""
+        self.eager = 0
+        if self.parser is _PARKED:
+            self.parser = self.parsers.take()
+
+    async def receive_head(self, waited: bool = False) -> RequestHead | None:
         """The next request's head, or None when the client closed between requests.
 
         A checkpoint, so that each request passes at least one: cancellation is checked
         before anything is read, and if reading the head did not wait, the task yields
-        once it has it.
+        once it has it.  ``waited``: the caller has just waited for the request's bytes
+        (:meth:`idle`), a checkpoint already.
         """
-        await trio.lowlevel.checkpoint_if_cancelled()
-        self.waited = False
+        if not waited:
+            await trio.lowlevel.checkpoint_if_cancelled()
+        self.waited = waited
         events = self.parser.events
         # the END of the previous (bodiless) request
         while events and events[0][0] == END:

@@ -9,6 +9,7 @@ from urllib.parse import unquote_plus
 
 import httpx
 import trio
+import trio.testing
 
 from ..backends import Reply, Seen
 from ..conftest import (
@@ -244,6 +245,54 @@ async def test_keep_alive_and_pipelining(
     assert [x.rstrip(b"H") for x in bodies] == [b"b GET /%d" % i for i in range(5)]
     await stream.aclose()
     assert b.connections == 1  # one upstream connection, reused
+
+
+async def test_connections_between_requests_share_parsers(
+    backend: MakeBackend, start_linker: StartLinker, disco: Path
+) -> None:
+    """A connection waiting for its next request lends its parser to the others
+    (RequestParsers): requests that come in pieces, with bodies, on connections that
+    took turns, each get their own answer."""
+
+    async def echo(req: Seen) -> Reply:
+        return Reply(200, f"{req.method} {req.target} {req.body.decode()}".encode())
+
+    b = await backend("b", echo)
+    write_disco(disco, "web", b)
+    linker = await start_linker(fs_config(disco))
+    port = linker.ports()["out"][0]
+    streams = []
+    for _ in range(3):
+        streams.append(await trio.open_tcp_stream("127.0.0.1", port))
+        await trio.testing.wait_all_tasks_blocked()
+
+    async def call(stream: trio.SocketStream, i: int, n: int) -> None:
+        body = b"body %d.%d" % (i, n)
+        req = b"POST /%d/%d HTTP/1.1\r\nHost: web\r\nContent-Length: %d\r\n\r\n%s" % (
+            i,
+            n,
+            len(body),
+            body,
+        )
+        for piece in (req[:7], req[7:40], req[40:]):  # the head and the body in pieces
+            await trio.testing.wait_all_tasks_blocked()
+            await stream.send_all(piece)
+        expected = b"POST /%d/%d %s" % (i, n, body)
+        data = b""
+        while not data.endswith(expected):
+            chunk = await stream.receive_some(65536)
+            assert chunk, data
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+
+    for n in range(3):
+        for i, stream in enumerate(streams):
+            await call(stream, i, n)
+    await trio.testing.wait_all_tasks_blocked()
+    # the connections took turns: one parser served them all, and it is back in the pool
+    assert len(linker.routers[0].router.parsers.free) == 1
+    for stream in streams:
+        await stream.aclose()
 
 
 async def test_hop_by_hop_headers_are_removed(

@@ -21,6 +21,7 @@ from linkpy.transport.http1 import (
     EAGER_READS,
     ClientConnection,
     ClientTimedOut,
+    RequestParsers,
     ServerConnection,
     UpstreamTimedOut,
 )
@@ -197,3 +198,100 @@ async def test_a_body_that_is_always_ready_still_lets_a_cancellation_land() -> N
                 break
             got.append(value)  # type: ignore[arg-type]
     assert b"".join(got) == body
+
+
+# -- a connection between requests waits without a parser -------------------------------
+
+
+async def next_head(conn: ServerConnection) -> object:
+    """What a server's loop does between requests: idle, wait, wake, read the head."""
+    if conn.idle():
+        assert conn.sock is not None
+        await trio.lowlevel.wait_readable(conn.sock)
+        conn.wake()
+        return await conn.receive_head(waited=True)
+    return await conn.receive_head()
+
+
+async def test_an_idle_connection_lends_its_parser_to_the_pool() -> None:
+    parsers = RequestParsers()
+    (a, client_a), (b, client_b) = await tcp_pair(), await tcp_pair()
+    conn_a = ServerConnection(a, parsers=parsers)
+    parser = conn_a.parser
+    await client_a.send_all(REQUEST)
+    head = await next_head(conn_a)
+    assert head is not None
+    assert conn_a.idle()  # the request is done and nothing more came: the parser goes
+    assert parsers.free == [parser] and conn_a.parser is not parser
+    conn_b = ServerConnection(b, parsers=parsers)
+    assert conn_b.parser is parser and parsers.free == []
+    await client_b.send_all(REQUEST.replace(b"/a", b"/b"))
+    head_b = await next_head(conn_b)
+    assert getattr(head_b, "target", None) == b"/b"
+    # a takes another parser when its next request comes, in two pieces, with a body
+    body_request = b"POST /c HTTP/1.1\r\nHost: web\r\nContent-Length: 5\r\n\r\nhello"
+
+    async def send() -> None:
+        await client_a.send_all(body_request[:10])
+        await trio.testing.wait_all_tasks_blocked()
+        await client_a.send_all(body_request[10:])
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(send)
+        head_a = await next_head(conn_a)
+    assert getattr(head_a, "target", None) == b"/c"
+    assert conn_a.parser is not parser
+    assert await conn_a.receive_body() == (DATA, b"hello")
+    assert (await conn_a.receive_body())[0] == END
+    for s in (a, b, client_a, client_b):
+        await s.aclose()
+
+
+async def test_a_parser_in_the_middle_of_a_request_stays_with_its_connection() -> None:
+    parsers = RequestParsers()
+    accepted, connected = await tcp_pair()
+    conn = ServerConnection(accepted, parsers=parsers)
+    await connected.send_all(REQUEST[:10])
+    await trio.testing.wait_all_tasks_blocked()
+    assert not conn.idle()  # it had bytes: it parsed them
+    parser = conn.parser
+    assert conn.idle() and conn.parser is parser and parsers.free == []
+    await connected.send_all(REQUEST[10:])
+    assert conn.sock is not None
+    await trio.lowlevel.wait_readable(conn.sock)
+    conn.wake()
+    head = await conn.receive_head(waited=True)
+    assert head is not None and head.target == b"/a" and conn.parser is parser
+    await accepted.aclose()
+    await connected.aclose()
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /a HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n",
+        b"GET /a HTTP/1.0\r\nHost: web\r\n\r\n",
+    ],
+)
+async def test_no_parser_that_ended_a_connection_goes_to_the_pool(request_bytes: bytes) -> None:
+    # llhttp parses no request after one that does not keep the connection alive
+    parsers = RequestParsers()
+    accepted, connected = await tcp_pair()
+    conn = ServerConnection(accepted, parsers=parsers)
+    await connected.send_all(request_bytes)
+    head = await next_head(conn)
+    assert head is not None and not getattr(head, "keep_alive", True)
+    assert conn.idle() and parsers.free == []
+    await accepted.aclose()
+    await connected.aclose()
+
+
+async def test_the_pool_keeps_at_most_its_limit() -> None:
+    parsers = RequestParsers(limit=1)
+    pairs = [await tcp_pair() for _ in range(3)]
+    conns = [ServerConnection(accepted, parsers=parsers) for accepted, _ in pairs]
+    assert all(c.idle() for c in conns)
+    assert len(parsers.free) == 1
+    for accepted, connected in pairs:
+        await accepted.aclose()
+        await connected.aclose()
