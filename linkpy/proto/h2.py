@@ -35,7 +35,7 @@ from typing import Final
 
 import attrs
 
-from .hpack import Decoder, Encoder, HeaderListTooLarge, HpackError
+from .hpack import STATIC, Decoder, Encoder, HeaderListTooLarge, HpackError
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -940,8 +940,18 @@ class Request:
         return f"<Request {self.method.decode()} {self.target!r}>"
 
 
+#: Header names known to be lowercase (the static table's, and those seen since).
+_LOWER: set[bytes] = {n for n, _ in STATIC}
+
+
 def _is_lower(name: bytes) -> bool:
-    return name == name.lower()
+    if name in _LOWER:
+        return True
+    if name != name.lower():
+        return False
+    if len(_LOWER) < 4096:
+        _LOWER.add(name)
+    return True
 
 
 def parse_request(headers: Headers) -> Request | str:

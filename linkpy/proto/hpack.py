@@ -27,11 +27,13 @@ DEFAULT_TABLE: Final = 4096
 #: RFC 7541 section 4.1: each entry's size counts 32 bytes of overhead.
 ENTRY_OVERHEAD: Final = 32
 
-_STATIC_FULL: dict[Header, int] = {}
 _STATIC_NAME: dict[bytes, int] = {}
+_STATIC_FULL_NEG: dict[Header, int] = {}
+_STATIC_NAME_NEG: dict[bytes, int] = {}
 for _i, (_n, _v) in enumerate(STATIC, 1):
-    _STATIC_FULL.setdefault((_n, _v), _i)
     _STATIC_NAME.setdefault(_n, _i)
+    _STATIC_FULL_NEG.setdefault((_n, _v), -_i)
+    _STATIC_NAME_NEG.setdefault(_n, -_i)
 
 #: Values that are new on every request: sent as literals without indexing, so they
 #: do not push reusable entries out of the peer's table.
@@ -255,8 +257,9 @@ class Encoder:
     def __init__(self) -> None:
         #: (header, size, insertion number), oldest first
         self._entries: deque[tuple[Header, int, int]] = deque()
-        self._full: dict[Header, int] = {}
-        self._names: dict[bytes, int] = {}
+        #: the static table's entries too, as minus their index (one lookup for both)
+        self._full: dict[Header, int] = dict(_STATIC_FULL_NEG)
+        self._names: dict[bytes, int] = dict(_STATIC_NAME_NEG)
         #: the insertion number of the newest entry (index 62)
         self._seq = 0
         self._size = 0
@@ -283,8 +286,13 @@ class Encoder:
             self._size -= size
             if full.get(h) == seq:
                 del full[h]
-            if names.get(h[0]) == seq:
-                del names[h[0]]
+            name = h[0]
+            if names.get(name) == seq:
+                static = _STATIC_NAME.get(name)
+                if static is None:
+                    del names[name]
+                else:
+                    names[name] = -static
 
     def encode(self, headers: list[Header]) -> bytes:
         out = bytearray()
@@ -296,23 +304,17 @@ class Encoder:
         for h in headers:
             never = type(h) is NeverIndexed
             if not never:
-                index = _STATIC_FULL.get(h)
-                if index is None:
-                    seq = full.get(h)
-                    if seq is not None:
-                        index = 62 + self._seq - seq
-                if index is not None:
-                    if index < 0x7F:
-                        out.append(0x80 | index)
+                found = full.get(h)
+                if found is not None:
+                    at = -found if found < 0 else 62 + self._seq - found
+                    if at < 0x7F:
+                        out.append(0x80 | at)
                     else:
-                        _put_int(out, index, 7, 0x80)
+                        _put_int(out, at, 7, 0x80)
                     continue
             name, value = h
-            index = _STATIC_NAME.get(name)
-            if index is None:
-                seq = names.get(name)
-                if seq is not None:
-                    index = 62 + self._seq - seq
+            found = names.get(name)
+            index = None if found is None else -found if found < 0 else 62 + self._seq - found
             size = len(name) + len(value) + ENTRY_OVERHEAD
             if never or name in NOT_INDEXED or size > self.max_size // 2:
                 if index is not None:

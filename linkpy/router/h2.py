@@ -43,7 +43,7 @@ from ..errors import (
     UpstreamError,
 )
 from ..metrics import Scope
-from ..naming import Addr, Dtab, Path
+from ..naming import Addr, Dtab, Ok, Path
 from ..proto.h2 import (
     INTERNAL_ERROR,
     REFUSED_STREAM,
@@ -100,6 +100,16 @@ GRPC_DEADLINE_EXCEEDED: Final = 4
 _OWN: Final = frozenset(
     {b"l5d-dst-service", b"l5d-dst-client", b"l5d-dst-residual", b"l5d-reqid", b"via"}
 )
+
+
+_STATUS: dict[int, bytes] = {}
+
+
+def _status_bytes(status: int) -> bytes:
+    b = _STATUS.get(status)
+    if b is None:
+        b = _STATUS[status] = b"%d" % status
+    return b
 
 
 def _ratio(ratio: float | None) -> float:
@@ -246,7 +256,9 @@ class H2Router(HttpRouter):
             path, local = self.name(req, srv)
             svc = self.service_for(path)
             svc.requests.incr()
-            binding = await self.bound(path, local)
+            binding = self.interpreter.binding(path, local)
+            if type(binding.var.sample()) is not Ok:  # pending, or failed
+                binding = await self.bound(path, local)
             status = await ex.forward(path, local, binding, svc)
         except _UpstreamReset as e:
             status = e.status
@@ -425,14 +437,14 @@ class _Body:
         elif kind == RESET:
             raise StreamReset(value)  # type: ignore[arg-type]
 
-    async def absorb(self) -> None:
+    def absorb(self) -> None:
         """Take what already arrived (the whole body of most unary requests)."""
         s = self.stream
         while s.items and not self.ended:
             kind, value, _ = s.items[0]
             if kind == DATA and self.size + len(value) > self.limit:  # type: ignore[arg-type]
                 return  # (the pump sends it, once)
-            self.take(await s.receive())
+            self.take(s.take())
 
 
 class _Attempt:
@@ -551,7 +563,7 @@ class _Exchange:
         self.svc = svc
         body = _Body(self.s, svc.retry_buffer)
         self.body = body
-        await body.absorb()
+        body.absorb()
         req = self.req
         parent = trace.incoming(req.headers, router.zipkin) if req.has_trace else None
         span = self.span = parent.child() if parent is not None else trace.TraceId.root()
@@ -674,7 +686,9 @@ class _Exchange:
         try:
             with trio.fail_after(timeout) if timeout is not None else nullcontext():
                 try:
-                    conn = await self.router.connection(ep, client)
+                    conn = ep.mux
+                    if not (isinstance(conn, ClientConn) and conn.usable):
+                        conn = await self.router.connection(ep, client)
                 except ConnectFailed as e:
                     client.record(ep, trio.current_time() - started, False, probe)
                     client.connect_failed(ep)
@@ -686,7 +700,8 @@ class _Exchange:
                     ) from None
                 complete = body.ended
                 empty = complete and not body.chunks and body.trailers is None
-                up = await conn.open_stream(self._outgoing(target, empty), empty)
+                out = self._outgoing(target, empty)
+                up = conn.try_open_stream(out, empty) or await conn.open_stream(out, empty)
                 if not empty:
                     if complete:
                         await self._send_buffered(up, end=True)
@@ -697,7 +712,9 @@ class _Exchange:
                 headers = await self._response_head(up, ep, client)
                 attempt = _Attempt(headers[0], headers[1], up, client, ep, probe, started, pump)
                 self.attempts.append(attempt)
-                await self._await_classification(up)
+                svc = self.svc
+                if svc is not None and svc.classifier.needs_trailers:
+                    await self._await_classification(up)
                 return attempt
         except trio.TooSlowError:
             self._drop(up, pump, attempt)
@@ -827,7 +844,7 @@ class _Exchange:
     async def _respond(self, result: _Attempt, success_class: bytes) -> None:
         s = self.s
         up = result.up
-        out: Headers = [(b":status", str(result.status).encode())]
+        out: Headers = [(b":status", _status_bytes(result.status))]
         for k, v in result.headers:
             if k != b"l5d-success-class":
                 out.append((k, v))
@@ -840,11 +857,12 @@ class _Exchange:
         if ends_now:
             return
         while True:
-            kind, value, _ = await up.receive()
+            kind, value, _ = up.take() if items else await up.receive()
             if kind == DATA:
                 if value:
-                    end = bool(up.items) and up.items[0][0] == END
-                    await s.send_data(value, end=end)  # type: ignore[arg-type]
+                    end = bool(items) and items[0][0] == END
+                    if not s.try_send_data(value, end):  # type: ignore[arg-type]
+                        await s.send_data(value, end=end)  # type: ignore[arg-type]
                     if end:
                         return
             elif kind == TRAILERS:

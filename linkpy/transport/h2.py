@@ -167,10 +167,13 @@ class H2Stream:
 
     async def receive(self) -> Item:
         """The next item (data is acknowledged to the peer as it is taken)."""
-        items = self.items
-        while not items:
+        while not self.items:
             await self.wait()
-        item = items.popleft()
+        return self.take()
+
+    def take(self) -> Item:
+        """The next item, which is already here (``items`` is not empty)."""
+        item = self.items.popleft()
         if item[0] == DATA:
             n = item[2]
             self.buffered -= len(item[1])  # type: ignore[arg-type]
@@ -205,6 +208,31 @@ class H2Stream:
         if end:
             self.local_closed = True
         self.conn.kick()
+
+    def try_send_data(self, data: bytes, end: bool = False) -> bool:
+        """Send ``data`` now if that needs no wait (the windows and a frame hold it, the
+        socket is not backed up); False, sending nothing, if it would."""
+        conn = self.conn
+        h2c = conn.h2
+        n = len(data)
+        if (
+            self.reset_code is not None
+            or conn.closed
+            or n > h2c.max_outbound_frame_size
+            or conn.unflushed + n > HIGH_WATER
+        ):
+            return False
+        try:
+            if n > h2c.local_flow_control_window(self.id):
+                return False
+            h2c.send_data(self.id, data, end_stream=end)
+        except ev.H2Error:
+            return False
+        conn.unflushed += n
+        if end:
+            self.local_closed = True
+        conn.kick()
+        return True
 
     async def send_data(self, data: bytes, end: bool = False) -> None:
         """Send ``data`` within the flow-control windows (``end``: then end the stream)."""
@@ -721,14 +749,20 @@ class ClientConn(H2Conn):
     async def open_stream(self, headers: Headers, end: bool) -> H2Stream:
         """A new stream carrying ``headers`` (waits for a free stream slot)."""
         while True:
-            if not self.usable:
-                raise ConnectionGone("connection closing")
-            # Until the peer's SETTINGS arrive its limit is unknown: assume the
-            # 100 streams RFC 9113 (section 6.5.2) recommends as a minimum.
-            limit = self.h2.remote_settings.max_concurrent_streams if self._settled else 100
-            if not self.at_limit(limit):
-                break
+            s = self.try_open_stream(headers, end)
+            if s is not None:
+                return s
             await self._slots.park()
+
+    def try_open_stream(self, headers: Headers, end: bool) -> H2Stream | None:
+        """A new stream carrying ``headers``, or None if no stream slot is free."""
+        if not self.usable:
+            raise ConnectionGone("connection closing")
+        # Until the peer's SETTINGS arrive its limit is unknown: assume the
+        # 100 streams RFC 9113 (section 6.5.2) recommends as a minimum.
+        limit = self.h2.remote_settings.max_concurrent_streams if self._settled else 100
+        if self.at_limit(limit):
+            return None
         h2c = self.h2
         sid = h2c.get_next_available_stream_id()
         s = H2Stream(self, sid)
