@@ -559,8 +559,17 @@ class H2Conn:
 Handler = Callable[[H2Stream], Awaitable[None]]
 
 
+#: Idle stream workers a downstream connection keeps for its next streams.
+IDLE_WORKERS: Final = 8
+
+
 class ServerConn(H2Conn):
-    """A downstream HTTP/2 connection: a task per request stream."""
+    """A downstream HTTP/2 connection: a task per request stream.
+
+    A task that has finished its stream waits for the next one (up to
+    :data:`IDLE_WORKERS` of them per connection), so that a new stream costs a wake-up
+    rather than a task spawn.
+    """
 
     server_side = True
 
@@ -579,6 +588,9 @@ class ServerConn(H2Conn):
         self._nursery: trio.Nursery | None = None
         self._last_accepted = 0
         self._goaway_sent = False
+        #: (task, stream slot) of the workers waiting for a stream
+        self._idle: list[list[object]] = []
+        self._serving = True
 
     async def serve(self, initial: bytes = b"") -> None:
         """Serve until the peer closes, a connection error, or a drain completes."""
@@ -592,6 +604,7 @@ class ServerConn(H2Conn):
                     await self._read_loop()
             finally:
                 self._finish(CANCEL)
+                self._release_workers()
                 for s in list(self.streams.values()):
                     if s.scope is not None:
                         s.scope.cancel()
@@ -641,14 +654,47 @@ class ServerConn(H2Conn):
         self.streams[sid] = s
         if self.on_count is not None:
             self.on_count(1)
-        assert self._nursery is not None
-        self._nursery.start_soon(self._run_stream, s)
+        idle = self._idle
+        if idle:
+            worker = idle.pop()
+            worker[1] = s
+            trio.lowlevel.reschedule(worker[0])  # type: ignore[arg-type]
+        else:
+            assert self._nursery is not None
+            self._nursery.start_soon(self._worker, s)
 
     def _refuse(self, sid: int, code: int) -> None:
         try:
             self.h2.reset_stream(sid, code)
         except ev.H2Error:
             pass
+
+    async def _worker(self, s: H2Stream | None) -> None:
+        """Serve streams until the connection ends (or enough workers are idle)."""
+        while s is not None:
+            await self._run_stream(s)
+            if not self._serving or len(self._idle) >= IDLE_WORKERS:
+                return
+            s = await self._next_stream()
+
+    async def _next_stream(self) -> H2Stream | None:
+        """Wait for a stream (None: the connection is done)."""
+        slot: list[object] = [trio.lowlevel.current_task(), None]
+        idle = self._idle
+        idle.append(slot)
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            idle.remove(slot)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+        return slot[1]  # type: ignore[return-value]
+
+    def _release_workers(self) -> None:
+        self._serving = False
+        idle, self._idle = self._idle, []
+        for slot in idle:
+            trio.lowlevel.reschedule(slot[0])  # type: ignore[arg-type]
 
     async def _run_stream(self, s: H2Stream) -> None:
         try:
