@@ -985,7 +985,7 @@ def parse_request(headers: Headers) -> Request | str:
                 return f"unknown pseudo-header {k!r}"
             continue
         seen_regular = True
-        if not _is_lower(k):
+        if k not in _LOWER and not _is_lower(k):
             return f"uppercase header name {k!r}"
         if k in CONNECTION_HEADERS:
             return f"connection-specific header {k.decode('latin-1')}"
@@ -1028,7 +1028,7 @@ def check_response(headers: Headers) -> tuple[int, Headers] | str:
             except ValueError:
                 return f"bad :status {v!r}"
             continue
-        if not _is_lower(k):
+        if k not in _LOWER and not _is_lower(k):
             return f"uppercase header name {k!r}"
         if k in CONNECTION_HEADERS:
             continue  # not forwarded
@@ -1043,6 +1043,6 @@ def check_trailers(headers: Headers) -> Headers | str:
     for k, _ in headers:
         if k[:1] == b":":
             return "pseudo-header in trailers"
-        if not _is_lower(k):
+        if k not in _LOWER and not _is_lower(k):
             return f"uppercase header name {k!r}"
     return headers

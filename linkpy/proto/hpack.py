@@ -177,7 +177,7 @@ class Decoder:
                     i += 1
                     if index == 0x7F:
                         index, i = _int_tail(data, i, index)
-                    h = entry(index)
+                    h = STATIC[index - 1] if 0 < index <= 61 else entry(index)
                 elif b & 0x40:  # literal with incremental indexing
                     index = b & 0x3F
                     i += 1
@@ -325,7 +325,11 @@ class Encoder:
                 else:
                     out.append(0x10 if never else 0)
                     _put_string(out, name)
-                _put_string(out, value)
+                if len(value) < 0x7F:
+                    out.append(len(value))
+                    out += value
+                else:
+                    _put_string(out, value)
                 continue
             if index is not None:
                 if index < 0x3F:
@@ -335,7 +339,11 @@ class Encoder:
             else:
                 out.append(0x40)
                 _put_string(out, name)
-            _put_string(out, value)
+            if len(value) < 0x7F:
+                out.append(len(value))
+                out += value
+            else:
+                _put_string(out, value)
             # add it to the table, as the peer's decoder does
             if self._size + size > self.max_size:
                 self._evict(self.max_size - size)

@@ -332,7 +332,9 @@ class H2Conn:
 
     def kick(self) -> None:
         """Something was queued for the socket."""
-        self._dirty.wake()
+        dirty = self._dirty
+        if dirty._tasks:
+            dirty.wake()
 
     def ack(self, stream_id: int, n: int) -> None:
         """``n`` bytes of a stream were consumed: reopen the windows (in batches)."""
