@@ -1,4 +1,4 @@
-"""HTTP/2 connections on trio: the h2 codec of :mod:`linkpy.proto.h2` on a byte stream.
+"""HTTP/2 connections on trio: the codec of :mod:`linkpy.proto.h2` on a byte stream.
 
 One :class:`H2Conn` runs two tasks: a reader that feeds received bytes to the codec
 and hands each event to its :class:`H2Stream`, and a writer that sends whatever the
@@ -9,9 +9,10 @@ a slow consumer holds the sender back through HTTP/2 flow control and nothing is
 buffered beyond the windows.  Sending waits for the stream's and the connection's
 send windows and for the socket to drain.
 
-:class:`ServerConn` serves a downstream connection: each request stream gets a task
-(the handler) in the connection's nursery, running in the stream's cancel scope; a
-downstream reset or a lost connection cancels it.  :class:`ClientConn` is one
+:class:`ServerConn` serves a downstream connection: each request stream runs its
+handler in a task of the connection's nursery (a new one, or one that has finished its
+last stream and waits for the next), in the stream's cancel scope; a downstream reset
+or a lost connection cancels it.  :class:`ClientConn` is one
 multiplexed upstream connection, opened on first use, carrying many streams within the
 peer's SETTINGS_MAX_CONCURRENT_STREAMS.
 
@@ -22,7 +23,7 @@ On a plain :class:`trio.SocketStream` the reader and the writer use the socket f
 path of :mod:`linkpy.transport.http1` (call ``recv``/``send`` first, wait for readiness
 only when the call would block, and wait anyway every ``EAGER_READS`` reads), and the
 tasks wake each other with :class:`Signal` rather than a new :class:`trio.Event` per
-wake-up; together about a tenth of the CPU of an h2 request.
+wake-up.
 """
 
 from __future__ import annotations
