@@ -178,19 +178,7 @@ class Decoder:
                     if index == 0x7F:
                         index, i = _int_tail(data, i, index)
                     h = STATIC[index - 1] if 0 < index <= 61 else entry(index)
-                elif b & 0x40:  # literal with incremental indexing
-                    index = b & 0x3F
-                    i += 1
-                    if index == 0x3F:
-                        index, i = _int_tail(data, i, index)
-                    if index:
-                        name = entry(index)[0]
-                    else:
-                        name, i = string(data, i)
-                    value, i = string(data, i)
-                    h = (name, value)
-                    self._add(name, value)
-                elif b & 0x20:  # dynamic table size update
+                elif (b & 0x60) == 0x20:  # dynamic table size update
                     if out:
                         raise HpackError("table size update after a field")
                     size = b & 0x1F
@@ -202,10 +190,12 @@ class Decoder:
                     self.max_size = size
                     self._evict(size)
                     continue
-                else:  # literal without indexing (0000) or never indexed (0001)
-                    index = b & 0x0F
+                else:  # a literal: with incremental indexing (01), without (0000), never (0001)
+                    indexing = b & 0x40
+                    top = 0x3F if indexing else 0x0F
+                    index = b & top
                     i += 1
-                    if index == 0x0F:
+                    if index == top:
                         index, i = _int_tail(data, i, index)
                     if index:
                         name = entry(index)[0]
@@ -213,6 +203,8 @@ class Decoder:
                         name, i = string(data, i)
                     value, i = string(data, i)
                     h = (name, value)
+                    if indexing:
+                        self._add(name, value)
                 total += len(h[0]) + len(h[1]) + ENTRY_OVERHEAD
                 append(h)
         except IndexError:

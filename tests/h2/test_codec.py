@@ -151,6 +151,19 @@ def test_table_size_update_is_announced_and_obeyed() -> None:
     assert lib.header_table_size == 0
 
 
+def test_our_decoder_obeys_the_peers_table_size_updates() -> None:
+    lib = hpack.Encoder()
+    dec = Decoder()
+    first = [(b"x-a", b"1" * 100), (b"x-b", b"2")]
+    assert dec.decode(lib.encode(first)) == first
+    lib.header_table_size = 64  # announced at the start of the next block
+    block = lib.encode(first)
+    assert block[0] & 0xE0 == 0x20
+    assert dec.decode(block) == first
+    assert dec.max_size == 64
+    assert dec.decode(lib.encode(first)) == first
+
+
 def test_bad_blocks_are_errors() -> None:
     for block in (
         b"\x80",
