@@ -339,7 +339,6 @@ class Connection:
         self._resets: dict[int, None] = {}
         self._dead = False
         self._settings_acked = False
-        self._local = settings
         share = min(max(1.0 - settings.window_update_ratio, 0.0), 1.0)
         values: list[tuple[int, int]] = []
         if client_side:

@@ -817,10 +817,11 @@ class _Exchange:
             raise UpstreamError(f"{ep.show()} ({client.id_show}): data before a response head")
 
     async def _await_classification(self, up: H2Stream) -> None:
-        """Let a classifier that reads trailers see them, when they come in time."""
+        """Let a classifier that reads trailers see them, when they come in time (the
+        caller checks that the classifier reads trailers)."""
         svc = self.svc
         body = self.body
-        if svc is None or body is None or not svc.classifier.needs_trailers:
+        if svc is None or body is None:
             return
         if up.finished or not body.replayable():
             return
