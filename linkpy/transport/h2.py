@@ -55,7 +55,7 @@ from ..proto.h2 import (
     send_goaway,
 )
 from .errors import TRANSPORT_ERRORS, describe
-from .http1 import EAGER_READS, abort_stream, os_socket
+from .http1 import EAGER_READS, abort_stream, os_socket, recv_when_ready, send_when_ready
 from .tls import connect_handshake
 
 log = logging.getLogger("linkpy.h2")
@@ -410,15 +410,8 @@ class H2Conn:
             sent = sock.send(data)
         except BlockingIOError:
             sent = 0
-        if sent == len(data):
-            return
-        view = memoryview(data)[sent:]
-        while view:
-            await trio.lowlevel.wait_writable(sock)
-            try:
-                view = view[sock.send(view) :]
-            except BlockingIOError:
-                pass
+        if sent < len(data):
+            await send_when_ready(sock, data, sent)
 
     async def _receive(self, sock: socket.socket | None) -> bytes | bytearray:
         """The next bytes read (b"" at end of stream).
@@ -438,12 +431,7 @@ class H2Conn:
                 self._eager += 1
                 return data
         self._eager = 0
-        while True:
-            await trio.lowlevel.wait_readable(sock)
-            try:
-                return sock.recv(RECV_SIZE)
-            except BlockingIOError:
-                pass
+        return await recv_when_ready(sock)
 
     async def _read_loop(self) -> None:
         """Feed the codec until the peer closes, a connection error, or close()."""

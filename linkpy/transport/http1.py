@@ -56,6 +56,27 @@ def os_socket(stream: trio.abc.Stream) -> socket.socket | None:
     return sock if isinstance(sock, socket.socket) else None
 
 
+async def recv_when_ready(sock: socket.socket) -> bytes:
+    """Wait until ``sock`` (non-blocking) has bytes or their end, and read them."""
+    while True:
+        await trio.lowlevel.wait_readable(sock)
+        try:
+            return sock.recv(RECV_SIZE)
+        except BlockingIOError:
+            pass
+
+
+async def send_when_ready(sock: socket.socket, data: bytes, sent: int) -> None:
+    """Send ``data`` from ``sent`` on through ``sock`` (non-blocking), waiting for room."""
+    view = memoryview(data)[sent:]
+    while view:
+        await trio.lowlevel.wait_writable(sock)
+        try:
+            view = view[sock.send(view) :]
+        except BlockingIOError:
+            pass
+
+
 class _Connection:
     """The I/O both kinds of connection share: the fast path, readiness waits, timeouts.
 
@@ -111,12 +132,7 @@ class _Connection:
         sock = self.sock
         if sock is None:
             return await self._stream.receive_some(RECV_SIZE)
-        while True:
-            await trio.lowlevel.wait_readable(sock)
-            try:
-                return sock.recv(RECV_SIZE)
-            except BlockingIOError:
-                pass
+        return await recv_when_ready(sock)
 
     def _try_send(self, data: bytes) -> int:
         """How much of ``data`` the socket took now (0 if it would block, or on the
@@ -144,13 +160,7 @@ class _Connection:
         if sock is None:  # (then nothing was sent yet)
             await self._stream.send_all(data)
             return
-        view = memoryview(data)[sent:]
-        while view:
-            await trio.lowlevel.wait_writable(sock)
-            try:
-                view = view[sock.send(view) :]
-            except BlockingIOError:
-                pass
+        await send_when_ready(sock, data, sent)
 
 
 class ClientClosed(RemoteProtocolError):
