@@ -74,6 +74,7 @@ class RequestHead:
         "connection_tokens",
         "has_l5d",
         "has_trace",
+        "has_via",
         "upgrade",
     )
 
@@ -83,7 +84,10 @@ class RequestHead:
         target: bytes,
         headers: Headers,
         version: bytes = b"1.1",
+        *,
+        parsed: bool = False,
     ) -> None:
+        """``parsed``: the parser made it, and sets the facts below itself."""
         self.method = method
         self.target = target
         self.version = version
@@ -98,20 +102,38 @@ class RequestHead:
         self.has_l5d = False
         #: a trace context header (l5d-ctx-trace, l5d-sample, x-b3-*) is present
         self.has_trace = False
+        #: a Via header is present
+        self.has_via = False
         self.upgrade = False
+        if not parsed:  # a head made by hand: what get() relies on
+            for k, _ in headers:
+                lk = k.lower()
+                if lk[:4] == b"l5d-" or lk == b"dtab-local":
+                    self.has_l5d = True
+                elif lk == b"via":
+                    self.has_via = True
 
     @property
     def has_body(self) -> bool:
         return self.chunked or bool(self.content_length)
 
+    # get and get_all answer the lookups of most requests (Via, l5d-*) from the flags,
+    # without a scan: the flags say what the parser saw, set() keeps them true, and
+    # the router's edits of ``headers`` only remove headers.
+
     def get(self, name: bytes) -> bytes | None:
         """The first value of a header (``name`` in lower case)."""
+        if (not self.has_via and name == b"via") or (not self.has_l5d and name[:4] == b"l5d-"):
+            return None
         for k, v in self.headers:
             if k.lower() == name:
                 return v
         return None
 
     def get_all(self, name: bytes) -> list[bytes]:
+        """Every value of a header (``name`` in lower case), in order."""
+        if (not self.has_via and name == b"via") or (not self.has_l5d and name[:4] == b"l5d-"):
+            return []
         return [v for k, v in self.headers if k.lower() == name]
 
     def remove(self, name: bytes) -> None:
@@ -121,6 +143,10 @@ class RequestHead:
         lname = name.lower()
         self.headers[:] = [(k, v) for k, v in self.headers if k.lower() != lname]
         self.headers.append((name, value))
+        if lname[:4] == b"l5d-" or lname == b"dtab-local":
+            self.has_l5d = True
+        elif lname == b"via":
+            self.has_via = True
 
     def __repr__(self) -> str:
         return f"<RequestHead {self.method.decode()} {self.target!r} HTTP/{self.version.decode()}>"
@@ -136,10 +162,16 @@ class ResponseHead:
         "chunked",
         "keep_alive",
         "connection_tokens",
+        "has_l5d",
     )
 
     def __init__(
-        self, status: int, headers: Headers, reason: bytes = b"", version: bytes = b"1.1"
+        self,
+        status: int,
+        headers: Headers,
+        reason: bytes = b"",
+        version: bytes = b"1.1",
+        has_l5d: bool = True,
     ) -> None:
         self.status = status
         self.reason = reason
@@ -149,8 +181,13 @@ class ResponseHead:
         self.chunked = False
         self.keep_alive = version == b"1.1"
         self.connection_tokens: list[bytes] = []
+        #: an l5d-* header may be present (False: the parser saw none)
+        self.has_l5d = has_l5d
 
     def get(self, name: bytes) -> bytes | None:
+        """The first value of a header (``name`` in lower case)."""
+        if not self.has_l5d and name[:4] == b"l5d-":
+            return None  # (the answer of most lookups: l5d-success-class, l5d-retryable)
         for k, v in self.headers:
             if k.lower() == name:
                 return v
@@ -160,9 +197,15 @@ class ResponseHead:
         lname = name.lower()
         self.headers[:] = [(k, v) for k, v in self.headers if k.lower() != lname]
         self.headers.append((name, value))
+        if lname[:4] == b"l5d-":
+            self.has_l5d = True
 
     def __repr__(self) -> str:
         return f"<ResponseHead {self.status}>"
+
+
+#: the versions of heads, made once
+_VERSIONS: Final = {"1.1": b"1.1", "1.0": b"1.0"}
 
 
 def _parse_length(value: bytes) -> int:
@@ -194,6 +237,7 @@ class RequestParser:
         "_conn",
         "_l5d",
         "_trace",
+        "_via",
         "_upgrade",
         "at_rest",
     )
@@ -223,6 +267,7 @@ class RequestParser:
         self._conn: list[bytes] = []
         self._l5d = False
         self._trace = False
+        self._via = False
         self._upgrade = False
 
     # -- httptools callbacks --------------------------------------------------
@@ -270,12 +315,16 @@ class RequestParser:
                 self._trace = True
         elif lname[:5] == b"x-b3-":
             self._trace = True
+        elif lname == b"via":
+            self._via = True
         elif lname == b"dtab-local":  # Finagle's context header: clearContext strips it
             self._l5d = True
 
     def on_headers_complete(self) -> None:
         p = self._p
-        head = RequestHead(p.get_method(), self._url, self._headers, p.get_http_version().encode())
+        v = p.get_http_version()
+        version = _VERSIONS.get(v) or v.encode()
+        head = RequestHead(p.get_method(), self._url, self._headers, version, parsed=True)
         head.host = self._host
         if self._chunked:
             head.chunked = True
@@ -286,6 +335,7 @@ class RequestParser:
         head.connection_tokens = self._conn
         head.has_l5d = self._l5d
         head.has_trace = self._trace
+        head.has_via = self._via
         head.upgrade = self._upgrade
         self._head = head
         self._in_head = False
@@ -343,6 +393,7 @@ class ResponseParser:
         "_length",
         "_chunked",
         "_conn",
+        "_l5d",
         "_head_only",
         "done",
         "max_headers",
@@ -367,6 +418,7 @@ class ResponseParser:
         self._length: int | None = None
         self._chunked = False
         self._conn: list[bytes] = []
+        self._l5d = False
         self._header_bytes = 0
         self._fed = 0
 
@@ -396,11 +448,15 @@ class ResponseParser:
             self._chunked = _tokens(value)[-1:] == [b"chunked"]
         elif lname == b"connection":
             self._conn.extend(_tokens(value))
+        elif lname[:4] == b"l5d-":
+            self._l5d = True
 
     def on_headers_complete(self) -> None:
         p = self._p
         status = p.get_status_code()
-        head = ResponseHead(status, self._headers, self._reason, p.get_http_version().encode())
+        v = p.get_http_version()
+        version = _VERSIONS.get(v) or v.encode()
+        head = ResponseHead(status, self._headers, self._reason, version, self._l5d)
         if self._chunked:
             head.chunked = True
         elif self._length is not None:
@@ -485,6 +541,8 @@ def request_head_bytes(head: RequestHead, extra: Sequence[tuple[bytes, bytes]] =
 
 
 _STATUS_LINES: dict[int, bytes] = {}
+#: the lines of the (status, reason) pairs seen, up to a bound
+_REASON_LINES: dict[tuple[int, bytes], bytes] = {}
 
 
 def status_line(status: int, reason: bytes = b"") -> bytes:
@@ -494,7 +552,13 @@ def status_line(status: int, reason: bytes = b"") -> bytes:
             line = b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b"Unknown"))
             _STATUS_LINES[status] = line
         return line
-    return b"HTTP/1.1 %d %s\r\n" % (status, reason)
+    key = (status, reason)
+    line = _REASON_LINES.get(key)
+    if line is None:
+        line = b"HTTP/1.1 %d %s\r\n" % key
+        if len(_REASON_LINES) < 1000:
+            _REASON_LINES[key] = line
+    return line
 
 
 def response_head_bytes(head: ResponseHead, extra: Sequence[tuple[bytes, bytes]] = ()) -> bytes:

@@ -47,6 +47,25 @@ async def test_routes_by_host(
     assert r.headers["via"] == "1.1 linkpy"
 
 
+async def test_via_is_extended_and_bounds_the_call_depth(
+    backend: MakeBackend, start_linker: StartLinker, disco: Path, http: httpx.AsyncClient
+) -> None:
+    web = await backend("web")
+    write_disco(disco, "web", web)
+    linker = await start_linker(fs_config(disco, server="    maxCallDepth: 3\n"))
+    url = router_url(linker)
+    r = await http.get(url + "/", headers={"Host": "web", "Via": "1.1 a, 1.1 b"})
+    assert r.status_code == 200
+    assert web.seen[0].header("via") == "1.1 a, 1.1 b, 1.1 linkpy"
+    # more hops than maxCallDepth (in two Via headers) is a proxy loop
+    r = await http.get(
+        url + "/", headers=[("Host", "web"), ("Via", "1.1 a, 1.1 b"), ("via", "c, d")]
+    )
+    assert r.status_code == 400
+    assert "Maximum number of calls (3)" in unquote_plus(r.headers["l5d-err"])
+    assert len(web.seen) == 1
+
+
 async def test_routes_by_path_and_consumes(
     backend: MakeBackend, start_linker: StartLinker, disco: Path, http: httpx.AsyncClient
 ) -> None:
