@@ -419,7 +419,7 @@ class UpstreamTimedOut(UpstreamClosed):
 class ClientConnection(_Connection):
     """An upstream HTTP/1.1 connection to one endpoint."""
 
-    __slots__ = ("parser", "uses", "born", "idle_since", "received_any", "closed")
+    __slots__ = ("parser", "uses", "born", "idle_since", "received_any", "closed", "asked")
 
     def __init__(
         self,
@@ -437,6 +437,10 @@ class ClientConnection(_Connection):
         #: Whether any byte of the current response arrived.
         self.received_any = False
         self.closed = False
+        #: A request went out since the last read: its answer is not there yet, so the
+        #: next read waits for readiness first (trying first would cost a system call
+        #: that fails).
+        self.asked = False
 
     def start_request(self, head_request: bool) -> None:
         if self.parser.done:  # the previous response answered a HEAD
@@ -447,6 +451,7 @@ class ClientConnection(_Connection):
         self.received_any = False
 
     async def send(self, data: bytes) -> None:
+        self.asked = True
         try:
             sent = self._try_send(data)
             if sent < len(data) and not await self._send(data, sent):
@@ -461,9 +466,18 @@ class ClientConnection(_Connection):
         events = self.parser.events
         while not events:
             try:
-                data = self._try_recv()
+                if self.asked:
+                    self.asked = False
+                    data = None
+                else:
+                    data = self._try_recv()
                 if data is None:
-                    data = await self._recv()
+                    sock = self.sock
+                    if sock is not None and self.read_timeout is None:
+                        self.eager = 0  # (_recv_wait, without its two frames)
+                        data = await recv_when_ready(sock)
+                    else:
+                        data = await self._recv()
                     if data is None:
                         assert self.read_timeout is not None
                         self.abort()

@@ -108,6 +108,33 @@ async def test_a_request_and_a_large_response_both_ways(
     assert client.reusable
 
 
+async def test_a_response_that_came_before_the_read_is_read(
+    streams: tuple[trio.abc.Stream, trio.abc.Stream],
+) -> None:
+    # After a request goes out the first read waits for readiness (the answer cannot be
+    # there yet); when it is there already, the wait ends at once.  And a read that
+    # finds nothing still waits for the bytes.
+    server = ServerConnection(streams[0])
+    client = ClientConnection(streams[1])
+    for delay in (True, False):
+        client.start_request(head_request=False)
+        await client.send(REQUEST)
+        head = await server.receive_head()
+        assert head is not None
+        if delay:
+            await server.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await trio.testing.wait_all_tasks_blocked()
+            resp = await client.receive_head()
+        else:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(server.send, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                resp = await client.receive_head()
+        assert resp.status == 200
+        assert await client.receive() == (DATA, b"ok")
+        assert (await client.receive())[0] == END
+        assert client.reusable
+
+
 async def test_receive_head_is_a_checkpoint_when_the_head_is_already_read() -> None:
     accepted, connected = await tcp_pair()
     conn = ServerConnection(accepted)
