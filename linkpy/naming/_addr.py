@@ -35,6 +35,14 @@ class Metadata(Mapping[str, MetaValue]):
     def __getitem__(self, key: str) -> MetaValue:
         return self._d[key]
 
+    def get(self, key: str, default: MetaValue = None) -> MetaValue:  # type: ignore[override]
+        # (Mapping's get raises and catches a KeyError for a missing key: the routers
+        # ask every request's client for a key that is mostly absent)
+        return self._d.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._d
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._d)
 

@@ -152,11 +152,15 @@ class Endpoint:
     def __repr__(self) -> str:
         return f"<Endpoint {self.show()} load={self.load}>"
 
-    async def connection(self) -> ClientConnection:
-        """A pooled connection, or a new one (waiting if the pool is at its maximum)."""
+    async def connection(self, now: float | None = None) -> ClientConnection:
+        """A pooled connection, or a new one (waiting if the pool is at its maximum).
+
+        ``now``: the clock's time, if the caller has just read it.
+        """
         cfg = self.client.pool
         idle = self.idle
-        now = trio.current_time()
+        if now is None:
+            now = trio.current_time()
         while idle:
             conn = idle.pop()
             if cfg.expired(conn, now, self.open):
@@ -210,7 +214,8 @@ class Endpoint:
         ):
             conn.idle_since = trio.current_time()
             self.idle.append(conn)
-            self.waiters.unpark()
+            if self.waiters:
+                self.waiters.unpark()
         else:
             self._discard(conn)
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import nullcontext
 from typing import Final
 from urllib.parse import quote
 
@@ -81,7 +80,7 @@ from .http import HttpRouter, ServerCtx, _deadline, _err_header, _Rejected
 from .identifiers import Identifier
 from .interpreter import Binding, Interpreter
 from .routing import Route, Target, no_hosts
-from .service import Service
+from .service import NO_SCOPE, Service
 
 log = logging.getLogger("linkpy.router.h2")
 
@@ -458,6 +457,7 @@ class _Attempt:
         "endpoint",
         "probe",
         "started",
+        "latency",
         "pump",
         "done",
     )
@@ -480,6 +480,7 @@ class _Attempt:
         self.endpoint = ep
         self.probe = probe
         self.started = started
+        self.latency = 0.0
         self.pump = pump
         self.done = False
 
@@ -596,7 +597,7 @@ class _Exchange:
         client = result.client
         client.success.incr() if cls.success else client.failures.incr()
         client.statuses[result.status].incr()
-        client.latency.add((trio.current_time() - result.started) * 1000.0)
+        client.latency.add(result.latency * 1000.0)
         await self._respond(result, b"" if self.srv.clear_context else cls.header)
         return result.status
 
@@ -684,7 +685,7 @@ class _Exchange:
         pump: trio.CancelScope | None = None
         attempt: _Attempt | None = None
         try:
-            with trio.fail_after(timeout) if timeout is not None else nullcontext():
+            with trio.fail_after(timeout) if timeout is not None else NO_SCOPE:
                 try:
                     conn = ep.mux
                     if not (isinstance(conn, ClientConn) and conn.usable):

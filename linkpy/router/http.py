@@ -21,8 +21,7 @@ import random
 import socket
 import ssl
 import time
-from contextlib import nullcontext
-from typing import Any, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 from urllib.parse import quote_plus
 
 import trio
@@ -85,7 +84,7 @@ from .resilience import (
     policy,
 )
 from .routing import Route, Target, build_route, no_hosts
-from .service import Service
+from .service import NO_SCOPE, Service
 from .trace import TRACE_HEADERS
 
 #: Addr metadata naming the ``Host`` to send to a bound name's addresses (Finagle's
@@ -95,6 +94,7 @@ AUTHORITY_KEY = "authority"
 log = logging.getLogger("linkpy.router")
 
 VIA = b"1.1 linkpy"
+_VIA_LINE: Final = b"Via: " + VIA + b"\r\n"
 #: A request body up to this size, already read, is sent with its head in one write.
 INLINE_BODY = 65536
 
@@ -566,9 +566,10 @@ class HttpRouter:
     async def bound(self, path: Path, local: Dtab) -> Binding:
         """The binding of a name, once it is bound (BindingTimeout, BindingFailed)."""
         binding = self.interpreter.binding(path, local)
-        if binding.var.sample() is Pending:
-            await self._wait_bound(binding)
         st = binding.var.sample()
+        if st is Pending:
+            await self._wait_bound(binding)
+            st = binding.var.sample()
         if isinstance(st, Failed):
             raise BindingFailed(f"binding {path.show()} failed: {st.exc}")
         return binding
@@ -637,30 +638,32 @@ class HttpRouter:
 
     def _outgoing_headers(
         self,
+        parts: list[bytes],
         head: RequestHead,
         srv: ServerCtx,
         path: Path,
         local: Dtab,
         target: Target,
         conn: ServerConnection,
-    ) -> Headers:
+    ) -> None:
+        """Append the forwarded request's header lines to ``parts`` (the pieces of the
+        head's bytes), but for those of each request (l5d-reqid, trace, deadline)."""
         drop = HOP_BY_HOP.union(head.connection_tokens) if head.connection_tokens else HOP_BY_HOP
         if head.expect_continue:
             drop = drop | {b"expect"}
         upgrade = head.upgrade and b"upgrade" in head.connection_tokens
-        out: Headers = []
         via = None
         # a namer may name the authority of its addresses (io.l5d.consul's setHost)
         meta = target.client.addr
         rewrite = meta.metadata.get(AUTHORITY_KEY) if isinstance(meta, AddrBound) else None
         if isinstance(rewrite, str) and rewrite:
             drop = drop | {b"host"}
-            out.append((b"Host", rewrite.encode("latin-1", "replace")))
+            parts += (b"Host: ", rewrite.encode("latin-1", "replace"), b"\r\n")
         for k, v in head.headers:
             lk = k.lower()
             if lk in drop:
                 if upgrade and (lk == b"upgrade"):
-                    out.append((k, v))
+                    parts += (k, b": ", v, b"\r\n")
                 continue
             if lk == b"via":
                 via = v if via is None else via + b", " + v
@@ -671,30 +674,39 @@ class HttpRouter:
                 or lk == b"l5d-ctx-deadline"
                 or (head.has_trace and lk in TRACE_HEADERS)
             ):
-                continue  # written afresh for each attempt
-            out.append((k, v))
+                continue  # written afresh for each request
+            parts += (k, b": ", v, b"\r\n")
         if upgrade:
-            out.append((b"Connection", b"upgrade"))
+            parts.append(b"Connection: upgrade\r\n")
         if head.host is None and head.target[:1] != b"/" and not rewrite:
             authority = _authority(head.target)
             if authority:
-                out.append((b"Host", authority))
-        out.append((b"Via", VIA if via is None else via + b", " + VIA))
-        out.append((b"l5d-dst-service", self.path_header(path)))
-        out.append((b"l5d-dst-client", target.client_header))
-        if target.residual_header:
-            out.append((b"l5d-dst-residual", target.residual_header))
+                parts += (b"Host: ", authority, b"\r\n")
+        parts.append(_VIA_LINE if via is None else b"Via: " + via + b", " + VIA + b"\r\n")
+        if target.dst_path is not path:
+            target.dst_lines = self._dst_lines(path, target)
+            target.dst_path = path
+        parts.append(target.dst_lines)
         if local.dentries:
-            out.append((b"l5d-ctx-dtab", self.dtab_header(local)))
+            parts += (b"l5d-ctx-dtab: ", self.dtab_header(local), b"\r\n")
         if srv.timestamp_header:
-            out.append((srv.timestamp_header, str(int(time.time() * 1000)).encode()))
+            ts = str(int(time.time() * 1000)).encode()
+            parts += (srv.timestamp_header, b": ", ts, b"\r\n")
         if srv.forwarded is not None:
-            out.append((b"Forwarded", self._forwarded(srv, conn, head)))
+            parts += (b"Forwarded: ", self._forwarded(srv, conn, head), b"\r\n")
         if head.chunked:
-            out.append((b"Transfer-Encoding", b"chunked"))
-        elif head.content_length is not None:
-            pass  # Content-Length was kept
-        return out
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+        # (a Content-Length was kept)
+
+    def _dst_lines(self, path: Path, target: Target) -> bytes:
+        """The ``l5d-dst-*`` header lines of the requests to ``path`` through ``target``."""
+        lines = b"l5d-dst-service: %s\r\nl5d-dst-client: %s\r\n" % (
+            self.path_header(path),
+            target.client_header,
+        )
+        if target.residual_header:
+            lines += b"l5d-dst-residual: %s\r\n" % target.residual_header
+        return lines
 
     def _forwarded(self, srv: ServerCtx, conn: ServerConnection, head: RequestHead) -> bytes:
         fwd = srv.forwarded
@@ -748,8 +760,9 @@ class HttpRouter:
             await conn.send(status_line(100) + b"\r\n")
             conn.sent_any = False
         # Read the body up to the retry buffer: a body that fits can be sent again.
-        body = await _Body.read(conn, head, svc.retry_buffer)
-        deadline = _deadline(head, svc.total_timeout)
+        body = await _Body.read(conn, head, svc.retry_buffer) if head.has_body else _NO_BODY
+        timeout = svc.total_timeout
+        deadline = _deadline(head, timeout) if head.has_l5d or timeout is not None else None
         state = _Request(self, conn, head, srv, path, local, origin, body, deadline)
         result, cls = await svc.call(head.method, body.complete, lambda: state.attempt(route))
         assert isinstance(result, _H1Attempt)
@@ -759,7 +772,7 @@ class HttpRouter:
         info[2] = result.resp.content_length
         client.success.incr() if cls.success else client.failures.incr()
         client.statuses[result.status].incr()
-        client.latency.add((trio.current_time() - result.started) * 1000.0)
+        client.latency.add(result.latency * 1000.0)
         if result.status == 101:
             status, keep = await self._tunnel(conn, head, result.up, result.resp, result.endpoint)
             return status, keep, True
@@ -1020,7 +1033,7 @@ class _Body:
     @classmethod
     async def read(cls, conn: ServerConnection, head: RequestHead, limit: int) -> _Body:
         if not head.has_body:
-            return cls(b"", True, None, head)
+            return _NO_BODY
         if head.content_length is not None and head.content_length > limit:
             return cls(b"", False, None, head)  # too big to keep: stream it once
         parts: list[bytes] = []
@@ -1045,6 +1058,9 @@ class _Body:
             return self.data
         out = chunk(self.data) if self.data else b""
         return out + last_chunk(self.trailers) if self.complete else out
+
+
+_NO_BODY: Final = _Body(b"", True, None, RequestHead(b"GET", b"/", []))
 
 
 class _HasHeaders(Protocol):
@@ -1091,7 +1107,17 @@ def _deadline(head: _HasHeaders, timeout: float | None) -> bytes | None:
 class _H1Attempt:
     """A response head from one endpoint, its body not yet read."""
 
-    __slots__ = ("status", "resp", "up", "client", "endpoint", "probe", "started", "done")
+    __slots__ = (
+        "status",
+        "resp",
+        "up",
+        "client",
+        "endpoint",
+        "probe",
+        "started",
+        "latency",
+        "done",
+    )
 
     def __init__(
         self,
@@ -1109,6 +1135,7 @@ class _H1Attempt:
         self.endpoint = ep
         self.probe = probe
         self.started = started
+        self.latency = 0.0
         self.done = False
 
     def header(self, name: bytes) -> bytes | None:
@@ -1137,7 +1164,7 @@ class _Request:
         "origin",
         "body",
         "deadline",
-        "reqid",
+        "ids",
         "span",
         "sent_body",
     )
@@ -1164,23 +1191,26 @@ class _Request:
         self.body = body
         self.deadline = deadline
         parent = trace.incoming(head.headers, router.zipkin) if head.has_trace else None
-        self.span = parent.child() if parent is not None else trace.TraceId.root()
-        self.reqid = b"%016x" % self.span.trace_id
+        span = self.span = parent.child() if parent is not None else trace.TraceId.root()
+        # the header lines of this request's every attempt: l5d-reqid, trace, deadline
+        lines = [b"l5d-reqid: %016x\r\n" % span.trace_id]
+        for kv in trace.outgoing(span, router.zipkin):
+            lines.append(b"%s: %s\r\n" % kv)
+        if deadline is not None:
+            lines.append(b"l5d-ctx-deadline: %s\r\n" % deadline)
+        lines.append(b"\r\n")
+        self.ids = b"".join(lines)
         #: the streamed part of the body went out already (no further attempt possible)
         self.sent_body = False
 
     def head_bytes(self, target: Target) -> bytes:
-        r = self.router
-        headers = r._outgoing_headers(self.head, self.srv, self.path, self.local, target, self.conn)
-        headers.append((b"l5d-reqid", self.reqid))
-        headers += trace.outgoing(self.span, r.zipkin)
-        if self.deadline is not None:
-            headers.append((b"l5d-ctx-deadline", self.deadline))
-        return b"".join(
-            [self.head.method, b" ", self.origin, b" HTTP/1.1\r\n"]
-            + [b"%s: %s\r\n" % kv for kv in headers]
-            + [b"\r\n"]
+        head = self.head
+        parts = [head.method, b" ", self.origin, b" HTTP/1.1\r\n"]
+        self.router._outgoing_headers(
+            parts, head, self.srv, self.path, self.local, target, self.conn
         )
+        parts.append(self.ids)
+        return b"".join(parts)
 
     async def attempt(self, route: Route) -> _H1Attempt:
         """Pick a target and an endpoint; send the request; read the response head."""
@@ -1194,15 +1224,16 @@ class _Request:
             raise no_hosts(self.path, router.interpreter.base, self.local)
         head_bytes = self.head_bytes(target)
         requeues = 0
-        tried: set[Endpoint] = set()
+        tried: set[Endpoint] | None = None  # (made on the first requeue)
         try:
             while True:
                 ep = client.pick()
                 if ep is None:
                     raise no_hosts(self.path, router.interpreter.base, self.local)
-                if ep in tried:  # a requeue goes to an endpoint not tried yet
-                    ep = next((e for e in client.live if e not in tried and e.available), ep)
-                tried.add(ep)
+                if tried is not None:
+                    if ep in tried:  # a requeue goes to an endpoint not tried yet
+                        ep = next((e for e in client.live if e not in tried and e.available), ep)
+                    tried.add(ep)
                 probe = client.started(ep)
                 started = trio.current_time()
                 ep.load += 1
@@ -1211,6 +1242,9 @@ class _Request:
                 except _Requeue as e:
                     ep.load -= 1
                     if requeues < len(client.live) and requeues < 25 and client.may_requeue():
+                        if tried is None:
+                            tried = set()
+                        tried.add(ep)
                         requeues += 1
                         continue
                     cause = f" ({e})" if str(e) else ""
@@ -1233,10 +1267,10 @@ class _Request:
         up: ClientConnection | None = None
         try:
             # (no cancel scope without a timeout: entering one costs on every request)
-            with trio.fail_after(timeout) if timeout is not None else nullcontext():
+            with trio.fail_after(timeout) if timeout is not None else NO_SCOPE:
                 for fresh in (False, True):
                     try:
-                        up = await ep.connection()
+                        up = await ep.connection(started)
                     except ConnectFailed as e:
                         client.record(ep, trio.current_time() - started, False, probe)
                         client.connect_failed(ep)
@@ -1306,13 +1340,13 @@ def _response_head(resp: ResponseHead, framing: bytes, *, keep_upgrade: bool = F
         lk = k.lower()
         if lk in drop:
             if keep_upgrade and lk in (b"upgrade", b"connection"):
-                parts.append(b"%s: %s\r\n" % (k, v))
+                parts += (k, b": ", v, b"\r\n")
             continue
         if lk == b"via":
             via = v if via is None else via + b", " + v
             continue
-        parts.append(b"%s: %s\r\n" % (k, v))
-    parts.append(b"Via: " + (VIA if via is None else via + b", " + VIA) + b"\r\n")
+        parts += (k, b": ", v, b"\r\n")
+    parts.append(_VIA_LINE if via is None else b"Via: " + via + b", " + VIA + b"\r\n")
     parts.append(framing)
     parts.append(b"\r\n")
     return b"".join(parts)

@@ -23,7 +23,7 @@ from .client import Client
 class Target:
     """A bound name the request goes to: its client and the headers it adds."""
 
-    __slots__ = ("client", "bound", "client_header", "residual_header")
+    __slots__ = ("client", "bound", "client_header", "residual_header", "dst_path", "dst_lines")
 
     def __init__(self, client: Client, bound: Bound) -> None:
         self.client = client
@@ -31,6 +31,10 @@ class Target:
         self.client_header = bound.id_show().encode("latin-1", "replace")
         res = bound.residual
         self.residual_header = res.show().encode("latin-1", "replace") if res.elems else b""
+        #: the HTTP/1.1 router's ``l5d-dst-*`` header lines, made for the requests to
+        #: ``dst_path`` (the path of the binding that made the target)
+        self.dst_path: Path | None = None
+        self.dst_lines = b""
 
 
 class Route(abc.ABC):

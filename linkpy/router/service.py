@@ -12,8 +12,8 @@ time left; each retry may go to another branch of the name's union, as in Linker
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import nullcontext
-from typing import Protocol
+from contextlib import AbstractContextManager, nullcontext
+from typing import Final, Protocol
 
 import trio
 
@@ -27,6 +27,10 @@ from .resilience import RetryBudget, backoff, constant
 
 DEFAULT_RETRY_BUFFER = 16383
 
+#: What a ``with`` enters when a timeout is not set: nothing.  (A cancel scope costs on
+#: every request; this one object is entered again and again.)
+NO_SCOPE: Final[AbstractContextManager[None]] = nullcontext()
+
 
 class Attempt(Protocol):
     """What one attempt produced, enough to classify it."""
@@ -36,6 +40,8 @@ class Attempt(Protocol):
     endpoint: Endpoint
     probe: bool
     started: float
+    #: seconds from ``started`` to the attempt's classification (set by the service)
+    latency: float
 
     def header(self, name: bytes) -> bytes | None: ...
 
@@ -86,21 +92,20 @@ class Service:
         tells (an HTTP/2 body streams while attempts are made, and stops being
         replayable once it outgrows the retry buffer).
         """
-        can_replay = replayable if callable(replayable) else (lambda: replayable)
         self.budget.deposit()
         retries = 0
         delays: Iterator[float] | None = None  # (made on the first retry)
         self.pending += 1
         try:
             timeout = self.total_timeout
-            with trio.fail_after(timeout) if timeout is not None else nullcontext():
+            with trio.fail_after(timeout) if timeout is not None else NO_SCOPE:
                 while True:
                     try:
                         result = await attempt()
                     except RoutingError as e:
                         # (the attempt recorded the failure against its endpoint)
                         cls = self.classifier(method, None, error=e)
-                        if not (cls.retryable and can_replay() and self._may_retry()):
+                        if not (cls.retryable and _replayable(replayable) and self._may_retry()):
                             raise
                     else:
                         cls = self.classifier(
@@ -110,10 +115,10 @@ class Service:
                             retryable_header=result.header(classifiers.RETRYABLE) == b"true",
                             response=result,
                         )
-                        latency = trio.current_time() - result.started
+                        latency = result.latency = trio.current_time() - result.started
                         result.client.record(result.endpoint, latency, cls.success, result.probe)
                         if cls.success or not (
-                            cls.retryable and can_replay() and self._may_retry()
+                            cls.retryable and _replayable(replayable) and self._may_retry()
                         ):
                             return result, cls
                         result.discard()
@@ -140,3 +145,7 @@ class Service:
             return True
         self.budget_exhausted.incr()
         return False
+
+
+def _replayable(replayable: bool | Callable[[], bool]) -> bool:
+    return replayable() if callable(replayable) else replayable

@@ -10,6 +10,7 @@ the ``x-b3-*`` headers are read and written instead.
 from __future__ import annotations
 
 import base64
+import binascii
 import random
 import struct
 from typing import Final
@@ -54,7 +55,7 @@ class TraceId:
         elif self.sampled is False:
             flags |= SAMPLING_KNOWN
         raw = struct.pack(">QQQQ", self.span_id, self.parent_id, self.trace_id, flags)
-        return base64.b64encode(raw)
+        return binascii.b2a_base64(raw, newline=False)  # (base64.b64encode's core)
 
     @classmethod
     def from_l5d(cls, value: bytes) -> TraceId | None:

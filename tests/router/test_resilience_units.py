@@ -197,6 +197,7 @@ class FakeAttempt:
         self.endpoint = client.endpoints[0]
         self.probe = False
         self.started = trio.current_time()
+        self.latency = 0.0
         self.discarded = False
 
     def header(self, name: bytes) -> bytes | None:
