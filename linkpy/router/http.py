@@ -438,10 +438,16 @@ class HttpRouter:
             while True:
                 state.set_idle(True)
                 try:
-                    if sock is not None and conn.idle():
+                    if sock is not None:
+                        # Let the other connections run first: the client sends its
+                        # next request once it has read our response, and when the
+                        # router is busy the request is there by then (no wait for it,
+                        # and no system calls to arm one).
                         head = None  # (the last request, while the connection waits)
-                        await trio.lowlevel.wait_readable(sock)
-                        conn.wake()
+                        await trio.lowlevel.checkpoint()
+                        if conn.idle():
+                            await trio.lowlevel.wait_readable(sock)
+                            conn.wake()
                         head = await conn.receive_head(waited=True)
                     # A cancel scope only for serverSession.idleTimeMs: each costs on every
                     # request, and holds ~1 KB while the connection idles.

@@ -111,9 +111,9 @@ async def test_a_request_and_a_large_response_both_ways(
 async def test_a_response_that_came_before_the_read_is_read(
     streams: tuple[trio.abc.Stream, trio.abc.Stream],
 ) -> None:
-    # After a request goes out the first read waits for readiness (the answer cannot be
-    # there yet); when it is there already, the wait ends at once.  And a read that
-    # finds nothing still waits for the bytes.
+    # After a request goes out, the first read lets the other tasks run before it tries
+    # the socket (the answer cannot be there yet): a checkpoint even when the answer is
+    # there already.  And a read that finds nothing still waits for the bytes.
     server = ServerConnection(streams[0])
     client = ClientConnection(streams[1])
     for delay in (True, False):
@@ -124,7 +124,8 @@ async def test_a_response_that_came_before_the_read_is_read(
         if delay:
             await server.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
             await trio.testing.wait_all_tasks_blocked()
-            resp = await client.receive_head()
+            with trio.testing.assert_checkpoints():
+                resp = await client.receive_head()
         else:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(server.send, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
