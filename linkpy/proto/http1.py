@@ -581,9 +581,19 @@ def last_chunk(trailers: Headers | None = None) -> bytes:
     return b"0\r\n" + b"".join(k + b": " + v + b"\r\n" for k, v in trailers) + b"\r\n"
 
 
+def not_forwarded(connection_tokens: list[bytes]) -> frozenset[bytes]:
+    """The (lower-case) names of the headers a proxy drops: the hop-by-hop ones, and
+    those the ``Connection`` header names."""
+    if not connection_tokens or (
+        len(connection_tokens) == 1 and connection_tokens[0] in HOP_BY_HOP
+    ):
+        return HOP_BY_HOP  # (no set made for the usual "Connection: keep-alive")
+    return HOP_BY_HOP.union(connection_tokens)
+
+
 def strip_hop_by_hop(headers: Headers, connection_tokens: list[bytes]) -> Headers:
     """The headers without hop-by-hop ones (and those ``Connection`` names)."""
-    drop = HOP_BY_HOP.union(connection_tokens) if connection_tokens else HOP_BY_HOP
+    drop = not_forwarded(connection_tokens)
     return [(k, v) for k, v in headers if k.lower() not in drop]
 
 

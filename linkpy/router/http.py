@@ -48,13 +48,13 @@ from ..naming import Addr, AddrBound, Bound, Dtab, Failed, Ok, Path, Pending, su
 from ..proto.http1 import (
     DATA,
     END,
-    HOP_BY_HOP,
     UPGRADE,
     Headers,
     RequestHead,
     ResponseHead,
     chunk,
     last_chunk,
+    not_forwarded,
     status_line,
 )
 from ..telemetry import AccessLog, Telemetry
@@ -95,6 +95,11 @@ log = logging.getLogger("linkpy.router")
 
 VIA = b"1.1 linkpy"
 _VIA_LINE: Final = b"Via: " + VIA + b"\r\n"
+#: the l5d-success-class line of a response, by its classification
+_SUCCESS_LINES: Final = {
+    c.success: b"l5d-success-class: " + c.header + b"\r\n"
+    for c in (classifiers.SUCCESS, classifiers.FAILURE)
+}
 #: A request body up to this size, already read, is sent with its head in one write.
 INLINE_BODY = 65536
 
@@ -516,7 +521,9 @@ class HttpRouter:
             path, local = self.name(head, srv)
             svc = self.service_for(path)
             svc.requests.incr()
-            binding = await self.bound(path, local)
+            binding = self.interpreter.binding(path, local)
+            if type(binding.var.sample()) is not Ok:  # (Pending, or Failed)
+                binding = await self.bound(path, local)
             status, keep, ok = await self._forward(conn, head, srv, path, local, binding, svc, info)
         except RoutingError as e:
             status = e.status
@@ -654,7 +661,7 @@ class HttpRouter:
     ) -> None:
         """Append the forwarded request's header lines to ``parts`` (the pieces of the
         head's bytes), but for those of each request (l5d-reqid, trace, deadline)."""
-        drop = HOP_BY_HOP.union(head.connection_tokens) if head.connection_tokens else HOP_BY_HOP
+        drop = not_forwarded(head.connection_tokens)
         if head.expect_continue:
             drop = drop | {b"expect"}
         upgrade = head.upgrade and b"upgrade" in head.connection_tokens
@@ -784,7 +791,7 @@ class HttpRouter:
             return status, keep, True
         extra = b""
         if not srv.clear_context:
-            extra = b"l5d-success-class: " + cls.header + b"\r\n"
+            extra = _SUCCESS_LINES[cls.success]
             resp = result.resp
             if resp.get(classifiers.SUCCESS_CLASS) is not None:
                 resp.headers = [
@@ -1199,13 +1206,15 @@ class _Request:
         parent = trace.incoming(head.headers, router.zipkin) if head.has_trace else None
         span = self.span = parent.child() if parent is not None else trace.TraceId.root()
         # the header lines of this request's every attempt: l5d-reqid, trace, deadline
-        lines = [b"l5d-reqid: %016x\r\n" % span.trace_id]
-        for kv in trace.outgoing(span, router.zipkin):
-            lines.append(b"%s: %s\r\n" % kv)
+        if router.zipkin:
+            ids = b"l5d-reqid: %016x\r\n" % span.trace_id + b"".join(
+                [b"%s: %s\r\n" % kv for kv in span.to_b3()]
+            )
+        else:
+            ids = b"l5d-reqid: %016x\r\nl5d-ctx-trace: %s\r\n" % (span.trace_id, span.to_l5d())
         if deadline is not None:
-            lines.append(b"l5d-ctx-deadline: %s\r\n" % deadline)
-        lines.append(b"\r\n")
-        self.ids = b"".join(lines)
+            ids += b"l5d-ctx-deadline: %s\r\n" % deadline
+        self.ids = ids + b"\r\n"
         #: the streamed part of the body went out already (no further attempt possible)
         self.sent_body = False
 
@@ -1339,7 +1348,7 @@ class _Requeue(Exception):
 
 
 def _response_head(resp: ResponseHead, framing: bytes, *, keep_upgrade: bool = False) -> bytes:
-    drop = HOP_BY_HOP.union(resp.connection_tokens) if resp.connection_tokens else HOP_BY_HOP
+    drop = not_forwarded(resp.connection_tokens)
     parts = [status_line(resp.status, resp.reason)]
     via = None
     for k, v in resp.headers:

@@ -251,6 +251,8 @@ class StaticConfig(IdentifierConfig, BuildsIdentifier):
 
 def identify(identifiers: list[Identifier], req: Message) -> Path | str:
     """The first name any identifier gives, or the reasons none did."""
+    if len(identifiers) == 1:  # (as most routers have)
+        return identifiers[0].identify(req)
     reasons = []
     for ident in identifiers:
         r = ident.identify(req)

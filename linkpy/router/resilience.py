@@ -68,7 +68,7 @@ def backoff(
 class WindowedCounter:
     """A sum over the last ``window`` seconds, kept in ``slices`` buckets."""
 
-    __slots__ = ("window", "slice", "clock", "buckets", "starts")
+    __slots__ = ("window", "slice", "clock", "buckets", "starts", "_i", "_end")
 
     def __init__(self, window: float, clock: Clock, slices: int = 10) -> None:
         self.window = max(window, 1e-3)
@@ -76,15 +76,24 @@ class WindowedCounter:
         self.clock = clock
         self.buckets = [0.0] * slices
         self.starts = [float("-inf")] * slices
+        #: the bucket of the last add, and when its slice ends
+        self._i = 0
+        self._end = float("-inf")
 
     def add(self, amount: float) -> None:
-        tick = int(self.clock() // self.slice)
+        now = self.clock()
+        if now < self._end and now >= self._end - self.slice:  # the last add's slice
+            self.buckets[self._i] += amount
+            return
+        tick = int(now // self.slice)
         i = tick % len(self.buckets)
         start = tick * self.slice
         if self.starts[i] != start:  # the bucket held an older slice
             self.buckets[i] = 0.0
             self.starts[i] = start
         self.buckets[i] += amount
+        self._i = i
+        self._end = start + self.slice
 
     def sum(self) -> float:
         horizon = self.clock() - self.window
