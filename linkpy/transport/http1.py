@@ -15,6 +15,12 @@ each request passes at least one checkpoint (a client whose bytes are always rea
 cannot starve the other tasks, and a cancelled connection notices at its next
 request).  Any other stream (TLS, a test's memory stream) uses the Stream API, whose
 every call is a checkpoint.
+
+A read that follows a send (the response, once the request went upstream; the next
+request, once the response went down) cannot find its bytes at once: it passes a
+checkpoint first (:attr:`ClientConnection.asked`, and the router's server loop), and
+tries the socket after the other tasks have run.  When the router is busy the bytes
+have come by then; only when they have not does it arm a wait.
 """
 
 from __future__ import annotations
@@ -306,8 +312,8 @@ class ServerConnection(_Connection):
 
         A checkpoint, so that each request passes at least one: cancellation is checked
         before anything is read, and if reading the head did not wait, the task yields
-        once it has it.  ``waited``: the caller has just waited for the request's bytes
-        (:meth:`idle`), a checkpoint already.
+        once it has it.  ``waited``: the caller has just passed a checkpoint (the server
+        loop's, before it reads the next request, or its wait after :meth:`idle`).
         """
         if not waited:
             await trio.lowlevel.checkpoint_if_cancelled()
