@@ -308,34 +308,24 @@ class Encoder:
             found = names.get(name)
             index = None if found is None else -found if found < 0 else 62 + self._seq - found
             size = len(name) + len(value) + ENTRY_OVERHEAD
-            if never or name in NOT_INDEXED or size > self.max_size // 2:
-                if index is not None:
-                    if index < 0x0F:
-                        out.append((0x10 if never else 0) | index)
-                    else:
-                        _put_int(out, index, 4, 0x10 if never else 0)
-                else:
-                    out.append(0x10 if never else 0)
-                    _put_string(out, name)
-                if len(value) < 0x7F:
-                    out.append(len(value))
-                    out += value
-                else:
-                    _put_string(out, value)
-                continue
-            if index is not None:
-                if index < 0x3F:
-                    out.append(0x40 | index)
-                else:
-                    _put_int(out, index, 6, 0x40)
-            else:
-                out.append(0x40)
+            # a literal: without indexing (4-bit prefix; never indexed: flag 0x10), or
+            # with incremental indexing (6-bit prefix, flag 0x40)
+            indexed = not (never or name in NOT_INDEXED or size > self.max_size // 2)
+            bits, flags = (6, 0x40) if indexed else (4, 0x10 if never else 0)
+            if index is None:
+                out.append(flags)
                 _put_string(out, name)
-            if len(value) < 0x7F:
+            elif index < (1 << bits) - 1:
+                out.append(flags | index)
+            else:
+                _put_int(out, index, bits, flags)
+            if len(value) < 0x7F:  # (_put_string, inlined for the usual short value)
                 out.append(len(value))
                 out += value
             else:
                 _put_string(out, value)
+            if not indexed:
+                continue
             # add it to the table, as the peer's decoder does
             if self._size + size > self.max_size:
                 self._evict(self.max_size - size)
