@@ -33,7 +33,7 @@ import socket
 import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import Any, Final
 
 import trio
 
@@ -76,6 +76,17 @@ GONE: Final = 5
 Item = tuple[int, object, int]
 
 
+def _removing(waiting: list[Any], entry: object) -> Callable[[object], trio.lowlevel.Abort]:
+    """The abort function of a task parked in ``waiting`` as ``entry``: a cancelled
+    wait takes the entry out (no one wakes it any more)."""
+
+    def abort(_: object) -> trio.lowlevel.Abort:
+        waiting.remove(entry)
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    return abort
+
+
 class Signal:
     """Wakes the tasks waiting for it; a wake with nobody waiting is a no-op.
 
@@ -91,14 +102,8 @@ class Signal:
 
     async def wait(self) -> None:
         task = trio.lowlevel.current_task()
-        tasks = self._tasks
-        tasks.append(task)
-
-        def abort(_: object) -> trio.lowlevel.Abort:
-            tasks.remove(task)
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        await trio.lowlevel.wait_task_rescheduled(abort)
+        self._tasks.append(task)
+        await trio.lowlevel.wait_task_rescheduled(_removing(self._tasks, task))
 
     def wake(self) -> None:
         tasks = self._tasks
@@ -671,14 +676,8 @@ class ServerConn(H2Conn):
     async def _next_stream(self) -> H2Stream | None:
         """Wait for a stream (None: the connection is done)."""
         slot: list[object] = [trio.lowlevel.current_task(), None]
-        idle = self._idle
-        idle.append(slot)
-
-        def abort(_: object) -> trio.lowlevel.Abort:
-            idle.remove(slot)
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        await trio.lowlevel.wait_task_rescheduled(abort)
+        self._idle.append(slot)
+        await trio.lowlevel.wait_task_rescheduled(_removing(self._idle, slot))
         return slot[1]  # type: ignore[return-value]
 
     def _release_workers(self) -> None:
