@@ -257,7 +257,7 @@ class H2Router(HttpRouter):
             svc.requests.incr()
             binding = self.interpreter.binding(path, local)
             if type(binding.var.sample()) is not Ok:  # pending, or failed
-                binding = await self.bound(path, local)
+                await self.settle(binding)
             status = await ex.forward(path, local, binding, svc)
         except _UpstreamReset as e:
             status = e.status

@@ -523,7 +523,7 @@ class HttpRouter:
             svc.requests.incr()
             binding = self.interpreter.binding(path, local)
             if type(binding.var.sample()) is not Ok:  # (Pending, or Failed)
-                binding = await self.bound(path, local)
+                await self.settle(binding)
             status, keep, ok = await self._forward(conn, head, srv, path, local, binding, svc, info)
         except RoutingError as e:
             status = e.status
@@ -576,16 +576,16 @@ class HttpRouter:
             )
         return path, local
 
-    async def bound(self, path: Path, local: Dtab) -> Binding:
-        """The binding of a name, once it is bound (BindingTimeout, BindingFailed)."""
-        binding = self.interpreter.binding(path, local)
+    async def settle(self, binding: Binding) -> None:
+        """Wait for a binding that is not bound yet: returns once it is, raises
+        BindingTimeout, or BindingFailed if it failed.  (The routers call it only for
+        a binding whose state is not Ok: most requests skip the coroutine.)"""
         st = binding.var.sample()
         if st is Pending:
             await self._wait_bound(binding)
             st = binding.var.sample()
         if isinstance(st, Failed):
-            raise BindingFailed(f"binding {path.show()} failed: {st.exc}")
-        return binding
+            raise BindingFailed(f"binding {binding.path.show()} failed: {st.exc}")
 
     @staticmethod
     def account(
@@ -1045,8 +1045,7 @@ class _Body:
 
     @classmethod
     async def read(cls, conn: ServerConnection, head: RequestHead, limit: int) -> _Body:
-        if not head.has_body:
-            return _NO_BODY
+        """The body of a head that has one (``_NO_BODY`` stands for the others)."""
         if head.content_length is not None and head.content_length > limit:
             return cls(b"", False, None, head)  # too big to keep: stream it once
         parts: list[bytes] = []
