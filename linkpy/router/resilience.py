@@ -68,7 +68,7 @@ def backoff(
 class WindowedCounter:
     """A sum over the last ``window`` seconds, kept in ``slices`` buckets."""
 
-    __slots__ = ("window", "slice", "clock", "buckets", "starts", "_i", "_end")
+    __slots__ = ("window", "slice", "clock", "buckets", "starts", "_i", "_start", "_end")
 
     def __init__(self, window: float, clock: Clock, slices: int = 10) -> None:
         self.window = max(window, 1e-3)
@@ -76,13 +76,13 @@ class WindowedCounter:
         self.clock = clock
         self.buckets = [0.0] * slices
         self.starts = [float("-inf")] * slices
-        #: the bucket of the last add, and when its slice ends
+        #: the bucket of the last add, and when its slice starts and ends
         self._i = 0
-        self._end = float("-inf")
+        self._start = self._end = float("-inf")
 
     def add(self, amount: float) -> None:
         now = self.clock()
-        if now < self._end and now >= self._end - self.slice:  # the last add's slice
+        if self._start <= now < self._end:  # the last add's slice
             self.buckets[self._i] += amount
             return
         tick = int(now // self.slice)
@@ -93,6 +93,7 @@ class WindowedCounter:
             self.starts[i] = start
         self.buckets[i] += amount
         self._i = i
+        self._start = start
         self._end = start + self.slice
 
     def sum(self) -> float:

@@ -443,10 +443,10 @@ class ClientConnection(_Connection):
         #: Whether any byte of the current response arrived.
         self.received_any = False
         self.closed = False
-        #: A request went out since the last read.  Its answer cannot be there yet, so
-        #: the next read lets the other tasks run first and then tries the socket: when
-        #: the router is busy the answer has come by then, and the read needs no wait
-        #: (no system calls to arm one, nor a read that fails).
+        #: A request went out on the fast path since the last read.  Its answer cannot
+        #: be there yet, so the next read lets the other tasks run first and then tries
+        #: the socket: when the router is busy the answer has come by then, and the read
+        #: needs no wait (no system calls to arm one, nor a read that fails).
         self.asked = False
 
     def start_request(self, head_request: bool) -> None:
@@ -458,7 +458,7 @@ class ClientConnection(_Connection):
         self.received_any = False
 
     async def send(self, data: bytes) -> None:
-        self.asked = True
+        self.asked = self.sock is not None  # (a read on the Stream API is a checkpoint)
         try:
             sent = self._try_send(data)
             if sent < len(data) and not await self._send(data, sent):
@@ -479,12 +479,7 @@ class ClientConnection(_Connection):
                     self.eager = 0
                 data = self._try_recv()
                 if data is None:
-                    sock = self.sock
-                    if sock is not None and self.read_timeout is None:
-                        self.eager = 0  # (_recv_wait, without its two frames)
-                        data = await recv_when_ready(sock)
-                    else:
-                        data = await self._recv()
+                    data = await self._recv()
                     if data is None:
                         assert self.read_timeout is not None
                         self.abort()
