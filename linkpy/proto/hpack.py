@@ -50,6 +50,10 @@ NOT_INDEXED: Final = frozenset(
 )
 
 
+#: The size (RFC 7541 section 4.1) of the largest static table entry.
+_STATIC_LARGEST: Final = max(len(n) + len(v) for n, v in STATIC) + ENTRY_OVERHEAD
+
+
 class HpackError(Exception):
     """A header block that cannot be decoded (a connection error, COMPRESSION_ERROR)."""
 
@@ -108,18 +112,6 @@ class Decoder:
             raise HpackError(f"index {index} is not in the table")
         return table[-1 - k]
 
-    def _add(self, name: bytes, value: bytes) -> None:
-        size = len(name) + len(value) + ENTRY_OVERHEAD
-        table = self._table
-        if size > self.max_size:
-            table.clear()
-            self._size = 0
-            return
-        self._size += size
-        if self._size > self.max_size:
-            self._evict(self.max_size)
-        table.append((name, value))
-
     def _evict(self, limit: int) -> None:
         table = self._table
         drop = 0
@@ -155,6 +147,10 @@ class Decoder:
             return text, end
         return raw, end
 
+    def _field_bound(self, end: int) -> int:
+        """An upper bound of the size of a field decoded from a block of ``end`` bytes."""
+        return max(self.max_size, self.max_allowed, DEFAULT_TABLE) + 2 * end + _STATIC_LARGEST
+
     def decode(self, data: bytes) -> list[Header]:
         """The header list of one complete block.
 
@@ -166,8 +162,14 @@ class Decoder:
         append = out.append
         entry = self._entry
         string = self._string
+        table = self._table
         i = 0
         end = len(data)
+        # Each field takes at least one byte of the block, and its size is at most a
+        # table entry's, plus twice the block (Huffman decodes 5 bits to a byte at
+        # best), plus a static entry's: a list under that bound cannot be too large,
+        # and its size is not counted field by field.
+        count = end * self._field_bound(end) > self.max_header_list
         total = 0
         try:
             while i < end:
@@ -189,6 +191,7 @@ class Decoder:
                         raise HpackError(f"table size {size} over the {self.max_allowed} allowed")
                     self.max_size = size
                     self._evict(size)
+                    count = end * self._field_bound(end) > self.max_header_list
                     continue
                 else:  # a literal: with incremental indexing (01), without (0000), never (0001)
                     indexing = b & 0x40
@@ -203,9 +206,18 @@ class Decoder:
                         name, i = string(data, i)
                     value, i = string(data, i)
                     h = (name, value)
-                    if indexing:
-                        self._add(name, value)
-                total += len(h[0]) + len(h[1]) + ENTRY_OVERHEAD
+                    if indexing:  # (_add, inlined)
+                        size = len(name) + len(value) + ENTRY_OVERHEAD
+                        if size > self.max_size:
+                            table.clear()
+                            self._size = 0
+                        else:
+                            self._size += size
+                            if self._size > self.max_size:
+                                self._evict(self.max_size)
+                            table.append(h)
+                if count:
+                    total += len(h[0]) + len(h[1]) + ENTRY_OVERHEAD
                 append(h)
         except IndexError:
             raise HpackError("truncated header block") from None

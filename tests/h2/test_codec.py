@@ -120,6 +120,41 @@ def test_the_librarys_blocks_decode_with_ours(
         assert dec.decode(enc.encode(headers, huffman=huffman)) == headers
 
 
+@settings(max_examples=150, deadline=None)
+@given(_lists, st.booleans(), st.integers(0, 3000))
+def test_a_header_list_over_the_limit_is_always_caught(
+    blocks: list[list[tuple[bytes, bytes]]], huffman: bool, limit: int
+) -> None:
+    """SETTINGS_MAX_HEADER_LIST_SIZE: the decoder skips counting only where no list
+    could exceed the limit, so a list over it is caught whatever its block looks like."""
+    enc = hpack.Encoder()
+    dec = Decoder()
+    dec.max_header_list = limit
+    for headers in blocks:
+        size = sum(len(n) + len(v) + 32 for n, v in headers)
+        block = enc.encode(headers, huffman=huffman)
+        if size > limit:
+            with pytest.raises(HeaderListTooLarge):
+                dec.decode(block)
+        else:
+            assert dec.decode(block) == headers
+
+
+def test_small_blocks_of_large_entries_are_caught() -> None:
+    """One-byte indexes of one large table entry: a short block, a long list."""
+    enc = Encoder()
+    big = [(b"x-big", b"v" * 2000)]  # (indexed: at most half the table)
+    dec = Decoder()
+    dec.max_header_list = 100_000
+    dec.decode(enc.encode(big))
+    block = enc.encode(big * 60)
+    assert len(block) == 60
+    with pytest.raises(HeaderListTooLarge):
+        dec.decode(block)
+    dec.max_header_list = 2**31
+    assert dec.decode(enc.encode(big * 60)) == big * 60
+
+
 def test_repeated_headers_become_one_byte_indexes() -> None:
     enc = Encoder()
     headers = [(b"x-service", b"users"), (b":method", b"GET"), (b"l5d-reqid", b"0123456789")]
