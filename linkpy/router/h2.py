@@ -25,6 +25,7 @@ stack are the HTTP/1.1 router's (:class:`H2Router` extends
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import Final
@@ -214,9 +215,9 @@ class H2Router(HttpRouter):
                     return
                 initial = sniffed
 
-            async def handler(s: H2Stream) -> None:
-                await self.handle_stream(s, srv)
-
+            # (a partial, not a closure: no coroutine between the stream worker and
+            # handle_stream, which every suspension would pass)
+            handler = functools.partial(self.handle_stream, srv=srv)
             conn = ServerConn(transport, srv.settings, handler, on_count=srv.count)
             state.on_drain = conn.drain
             if state.should_close:
@@ -258,7 +259,11 @@ class H2Router(HttpRouter):
             binding = self.interpreter.binding(path, local)
             if type(binding.var.sample()) is not Ok:  # pending, or failed
                 await self.settle(binding)
-            status = await ex.forward(path, local, binding, svc)
+            route, complete = ex.prepare(path, local, binding, svc)
+            if complete:  # the whole request body is here (most unary calls)
+                status = await ex.exchange(route, svc)
+            else:
+                status = await ex.forward_streaming(route, svc)
         except _UpstreamReset as e:
             status = e.status
             srv.failure_scope.counter("reset").incr()
@@ -556,9 +561,13 @@ class _Exchange:
 
     # -- forwarding --------------------------------------------------------------------
 
-    async def forward(self, path: Path, local: Dtab, binding: Binding, svc: Service) -> int:
+    def prepare(
+        self, path: Path, local: Dtab, binding: Binding, svc: Service
+    ) -> tuple[Route, bool]:
+        """Take what the request body has sent so far and the request's context: the
+        route to forward it on, and whether the body has all come.  Then
+        :meth:`exchange` if it has (most unary calls), else :meth:`forward_streaming`."""
         router = self.router
-        route = router.route(binding)
         self.path = path
         self.local = local
         self.svc = svc
@@ -569,16 +578,19 @@ class _Exchange:
         parent = trace.incoming(req.headers, router.zipkin) if req.has_trace else None
         span = self.span = parent.child() if parent is not None else trace.TraceId.root()
         self.reqid = b"%016x" % span.trace_id
-        if self.req.has_l5d or svc.total_timeout is not None:
-            self.deadline = _deadline(self.req, svc.total_timeout)
-        if body.ended:  # the whole body is here (most unary calls): nothing to pump
-            return await self._exchange(route, svc)
+        if req.has_l5d or svc.total_timeout is not None:
+            self.deadline = _deadline(req, svc.total_timeout)
+        return router.route(binding), body.ended
+
+    async def forward_streaming(self, route: Route, svc: Service) -> int:
+        """:meth:`exchange`, with the request body still streaming in: its pump runs in
+        a nursery of this exchange."""
         failure: Exception | None = None
         status = 0
         async with trio.open_nursery() as nursery:
             self.nursery = nursery
             try:
-                status = await self._exchange(route, svc)
+                status = await self.exchange(route, svc)
             except Exception as e:  # re-raised below, outside the nursery (no group)
                 failure = e
             nursery.cancel_scope.cancel()  # a request body still streaming is done
@@ -586,7 +598,7 @@ class _Exchange:
             raise failure
         return status
 
-    async def _exchange(self, route: Route, svc: Service) -> int:
+    async def exchange(self, route: Route, svc: Service) -> int:
         """The service stack's attempts, then the chosen response streamed back."""
         assert self.body is not None
         result, cls = await svc.call(
@@ -804,7 +816,9 @@ class _Exchange:
         self, up: H2Stream, ep: Endpoint, client: Client
     ) -> tuple[int, Headers]:
         while True:
-            kind, value, _ = await up.receive()
+            while not up.items:
+                await up.wait()
+            kind, value, _ = up.take()
             if kind == HEADERS:
                 checked = check_response(value)  # type: ignore[arg-type]
                 if isinstance(checked, str):

@@ -11,10 +11,10 @@ send windows and for the socket to drain.
 
 :class:`ServerConn` serves a downstream connection: each request stream runs its
 handler in a task of the connection's nursery (a new one, or one that has finished its
-last stream and waits for the next), in the stream's cancel scope; a downstream reset
-or a lost connection cancels it.  :class:`ClientConn` is one
-multiplexed upstream connection, opened on first use, carrying many streams within the
-peer's SETTINGS_MAX_CONCURRENT_STREAMS.
+last stream and waits for the next), in that task's cancel scope; a downstream reset
+or a lost connection cancels it, and the task ends with the stream.
+:class:`ClientConn` is one multiplexed upstream connection, opened on first use,
+carrying many streams within the peer's SETTINGS_MAX_CONCURRENT_STREAMS.
 
 A stream's state is dropped when its handler ends (:meth:`H2Stream.close`): a stream
 still open on either side is reset then, so no stream outlives its request.
@@ -32,7 +32,7 @@ import logging
 import socket
 import ssl
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Final
 
 import trio
@@ -153,7 +153,8 @@ class H2Stream:
         self.remote_closed = False
         #: the code this stream was reset with (by either side)
         self.reset_code: int | None = None
-        #: the handler's cancel scope (server side; a downstream reset cancels it)
+        #: the cancel scope of the handler serving it (server side, while it runs; a
+        #: downstream reset cancels it)
         self.scope: trio.CancelScope | None = None
         self.request: Request | None = None
         self.forgotten = False
@@ -165,16 +166,22 @@ class H2Stream:
 
     def _push(self, item: Item) -> None:
         self.items.append(item)
-        self._waiter.wake()
+        waiter = self._waiter
+        if waiter._tasks:  # (most items come before anyone waits for them)
+            waiter.wake()
 
-    async def wait(self) -> None:
-        """Until something more is received."""
-        await self._waiter.wait()
+    def wait(self) -> Coroutine[Any, Any, None]:
+        """Until something more is received.
+
+        (The waiting coroutine itself, not one wrapping it: every coroutine between a
+        wait and the scheduler is passed again on each suspension and resumption.)
+        """
+        return self._waiter.wait()
 
     async def receive(self) -> Item:
         """The next item (data is acknowledged to the peer as it is taken)."""
         while not self.items:
-            await self.wait()
+            await self._waiter.wait()
         return self.take()
 
     def take(self) -> Item:
@@ -352,8 +359,8 @@ class H2Conn:
             return
         self._dirty.wake()
 
-    async def window_opened(self) -> None:
-        await self._window.wait()
+    def window_opened(self) -> Coroutine[Any, Any, None]:
+        return self._window.wait()
 
     def wake_senders(self) -> None:
         self._window.wake()
@@ -556,7 +563,7 @@ Handler = Callable[[H2Stream], Awaitable[None]]
 
 
 #: Idle stream workers a downstream connection keeps for its next streams.
-IDLE_WORKERS: Final = 8
+IDLE_WORKERS: Final = 16
 
 
 class ServerConn(H2Conn):
@@ -666,12 +673,31 @@ class ServerConn(H2Conn):
             pass
 
     async def _worker(self, s: H2Stream | None) -> None:
-        """Serve streams until the connection ends (or enough workers are idle)."""
-        while s is not None:
-            await self._run_stream(s)
-            if not self._serving or len(self._idle) >= IDLE_WORKERS:
-                return
-            s = await self._next_stream()
+        """Serve streams until the connection ends (or enough workers are idle).
+
+        The handler runs right in this loop, in the worker's cancel scope, which is the
+        stream's (``H2Stream.scope``) while it serves that stream: a reset of the stream
+        cancels the worker, which ends with it, and the next stream gets a new one.  A
+        scope per stream would cost a CancelScope on every request; resets are rare.
+        There is no helper coroutine in between either: every coroutine between a
+        handler's wait and the scheduler is passed on each suspension and resumption.
+        """
+        handler = self.handler
+        with trio.CancelScope() as scope:
+            while s is not None:
+                try:
+                    if s.reset_code is None:  # (else: reset before its handler started)
+                        s.scope = scope
+                        await handler(s)
+                except Exception:
+                    log.exception("h2 stream %d handler failed", s.id)
+                    s.reset(INTERNAL_ERROR)
+                finally:
+                    s.scope = None
+                    s.close()
+                if scope.cancel_called or not self._serving or len(self._idle) >= IDLE_WORKERS:
+                    return
+                s = await self._next_stream()
 
     async def _next_stream(self) -> H2Stream | None:
         """Wait for a stream (None: the connection is done)."""
@@ -685,18 +711,6 @@ class ServerConn(H2Conn):
         idle, self._idle = self._idle, []
         for slot in idle:
             trio.lowlevel.reschedule(slot[0])  # type: ignore[arg-type]
-
-    async def _run_stream(self, s: H2Stream) -> None:
-        try:
-            if s.reset_code is not None:
-                return  # reset before its handler started
-            with trio.CancelScope() as s.scope:
-                await self.handler(s)
-        except Exception:
-            log.exception("h2 stream %d handler failed", s.id)
-            s.reset(INTERNAL_ERROR)
-        finally:
-            s.close()
 
     def forget(self, stream: H2Stream) -> None:
         if not stream.forgotten and self.on_count is not None:

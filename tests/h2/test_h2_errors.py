@@ -73,9 +73,19 @@ async def test_backend_reset_before_the_response(
 async def test_client_reset_cancels_the_upstream_stream(
     start_linker: StartLinker, disco: Path, raw_backend: MakeRaw
 ) -> None:
+    """A downstream reset cancels only that stream's exchange: the connection's other
+    streams, in flight or new, are served."""
     started = trio.Event()
+    release = trio.Event()
 
     async def endless(ex: Exchange) -> None:
+        path = ex.header(b":path")
+        if path != b"/stream":
+            if path == b"/slow":
+                await release.wait()
+            ex.respond(200)
+            await ex.send(path or b"", end=True)
+            return
         ex.respond(200)
         started.set()
         try:
@@ -91,12 +101,20 @@ async def test_client_reset_cancels_the_upstream_stream(
     c = await RawClient.open(h2_port(linker))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(c.run)
+        slow_sid = await c.start(get(b"/slow"))
         sid = await c.start(get(b"/stream"))
         await started.wait()
         await c.first_data[sid].wait()
         c.conn.reset_stream(sid, ErrorCodes.CANCEL)
         await c.flush()
         await backend.reset_seen.wait()
+        for path in (b"/after", b"/again"):  # new streams on the same connection
+            r = await c.request(get(path))
+            assert r.status == 200 and r.body == path
+        release.set()
+        r = await c.wait(slow_sid)  # in flight during the reset
+        assert r.status == 200 and r.body == b"/slow"
+        assert c.goaway is None
         nursery.cancel_scope.cancel()
     assert [code for _, code in backend.resets] == [ErrorCodes.CANCEL]
     assert await settled(linker) == 0
