@@ -163,9 +163,10 @@ CLOSE: dict[str, str] = {
     "same run, and the same rate in the GC experiment of the latency scenario. On the "
     "router's side, less CPU per request at low load, where each request waits for "
     "two wake-ups from epoll and runs with cold caches.",
-    "HTTP/2 requests/s": "Less CPU per request in the codec and in trio's per-stream "
-    "task and cancel scope (see the h2 profile); compare the gap with the min–max of "
-    "the runs, which this box spreads wider than that.",
+    "HTTP/2 requests/s": "Less CPU per request in the codec (HPACK's work per header, "
+    "on both connections) and in the wake-ups of the stream's task (see the h2 "
+    "profile); compare the gap with the min–max of the runs, which this box spreads "
+    "wider than that.",
     "RSS": "Fewer modules kept after start-up (importlib.metadata, yaml and cattrs are "
     "only needed to load and reload the config), and less per connection (the cancel "
     "scope and trio's wait frames of an idle connection).",
