@@ -306,7 +306,8 @@ class AccessLog:
     async def flush(self) -> None:
         entries, self.pending = self.pending, []
         stamps = _Stamps()
-        text = "".join([_clf(e, stamps) for e in entries])
+        names = _Names()
+        text = "".join([_clf(e, stamps, names) for e in entries])
         await trio.to_thread.run_sync(self._write, text)
 
     def _write(self, text: str) -> None:
@@ -350,18 +351,31 @@ class _Stamps(dict[int, str]):
         return stamp
 
 
-def _clf(e: tuple[Any, ...], stamps: _Stamps) -> str:
+class _Names(dict[object, str]):
+    """The logical names as shown (a batch's requests share a few names)."""
+
+    def __missing__(self, path: object) -> str:
+        shown = path if isinstance(path, str) else path.show()  # type: ignore[attr-defined]
+        self[path] = shown
+        return shown
+
+
+def _clf(e: tuple[Any, ...], stamps: _Stamps, names: _Names) -> str:
     """A Common Log Format line, with the referer, the user agent and the logical name."""
     peer, when, head, status, size, path = e
-    referer = head.get(b"referer")
-    agent = head.get(b"user-agent")
+    referer = agent = None
+    for k, v in head.headers:  # (one pass for both)
+        if len(k) == 7 and k.lower() == b"referer":
+            referer = v if referer is None else referer
+        elif len(k) == 10 and k.lower() == b"user-agent":
+            agent = v if agent is None else agent
     return (
         f"{peer} - - [{stamps[int(when)]}] "
         f'"{head.method.decode("latin-1")} {head.target.decode("latin-1")} '
         f'HTTP/{head.version.decode("latin-1")}" {status} {"-" if size is None else size} '
         f'"{"-" if referer is None else referer.decode("latin-1")}" '
         f'"{"-" if agent is None else agent.decode("latin-1")}" '
-        f"{path if isinstance(path, str) else path.show()}\n"
+        f"{names[path]}\n"
     )
 
 

@@ -40,14 +40,16 @@ async def test_access_log_and_recent_requests(
     )
     linker = await start_linker(text)
     for i in range(3):
-        await http.get(router_url(linker) + f"/p{i}", headers={"Host": "web", "User-Agent": "t/1"})
+        headers = {"Host": "web", "User-Agent": "t/1"} | ({"Referer": "http://r/"} if i else {})
+        await http.get(router_url(linker) + f"/p{i}", headers=headers)
     await http.get(router_url(linker) + "/", headers={"Host": "nope"})
     for log in linker.access_logs:
         await log.flush()
     lines = logfile.read_text().splitlines()
     assert len(lines) == 4
     assert lines[0].startswith("127.0.0.1 - - [")
-    assert '"GET /p0 HTTP/1.1" 200' in lines[0] and '"t/1" /svc/web' in lines[0]
+    assert '"GET /p0 HTTP/1.1" 200' in lines[0] and '"-" "t/1" /svc/web' in lines[0]
+    assert '"GET /p1 HTTP/1.1" 200' in lines[1] and '"http://r/" "t/1" /svc/web' in lines[1]
     assert '"GET / HTTP/1.1" 502' in lines[3]
     recent = linker.telemetry.recent_requests()
     assert [r["target"] for r in recent] == ["/", "/p2"]  # newest first, capacity 2
