@@ -944,8 +944,8 @@ _LOWER: set[bytes] = {n for n, _ in STATIC}
 
 
 def _is_lower(name: bytes) -> bool:
-    if name in _LOWER:
-        return True
+    """Whether a name not in ``_LOWER`` is lowercase (then remembered there).  The
+    callers test ``_LOWER`` first, which answers for nearly every name."""
     if name != name.lower():
         return False
     if len(_LOWER) < 4096:
