@@ -578,8 +578,7 @@ class _Exchange:
         parent = trace.incoming(req.headers, router.zipkin) if req.has_trace else None
         span = self.span = parent.child() if parent is not None else trace.TraceId.root()
         self.reqid = b"%016x" % span.trace_id
-        if req.has_l5d or svc.total_timeout is not None:
-            self.deadline = _deadline(req, svc.total_timeout)
+        self.deadline = _deadline(req, svc.total_timeout)
         return router.route(binding), body.ended
 
     async def forward_streaming(self, route: Route, svc: Service) -> int:

@@ -774,8 +774,7 @@ class HttpRouter:
             conn.sent_any = False
         # Read the body up to the retry buffer: a body that fits can be sent again.
         body = await _Body.read(conn, head, svc.retry_buffer) if head.has_body else _NO_BODY
-        timeout = svc.total_timeout
-        deadline = _deadline(head, timeout) if head.has_l5d or timeout is not None else None
+        deadline = _deadline(head, svc.total_timeout)
         state = _Request(self, conn, head, srv, path, local, origin, body, deadline)
         result, cls = await svc.call(head.method, body.complete, lambda: state.attempt(route))
         assert isinstance(result, _H1Attempt)
@@ -1092,12 +1091,14 @@ def _is_context(name: bytes) -> bool:
     return lname[:4] == b"l5d-" or lname == b"dtab-local"
 
 
-def _deadline(head: _HasHeaders, timeout: float | None) -> bytes | None:
+def _deadline(head: Head, timeout: float | None) -> bytes | None:
     """The outgoing ``l5d-ctx-deadline``: the strictest of the incoming ones and ours.
 
     The value is ``<start ns> <deadline ns>`` (epoch nanoseconds), as Finagle writes it.
     Deadlines are advisory, as in Linkerd: they are propagated, not enforced.
     """
+    if timeout is None and not head.has_l5d:
+        return None  # (most requests: no l5d-* header, no totalTimeoutMs)
     start = deadline = None
     for v in head.get_all(b"l5d-ctx-deadline"):
         try:

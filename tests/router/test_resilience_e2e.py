@@ -228,6 +228,20 @@ async def test_deadline_is_propagated(
     assert deadline < 9000000000000000000  # the stricter deadline (ours, 2 s from now)
 
 
+async def test_deadline_without_a_timeout_is_passed_on(
+    backend: MakeBackend, start_linker: StartLinker, disco: Path, http: httpx.AsyncClient
+) -> None:
+    """No totalTimeoutMs: an incoming deadline goes on as it came; none is made up."""
+    b = await backend("b")
+    write_disco(disco, "web", b)
+    linker = await start_linker(fs_config(disco))
+    upstream = "1000 9000000000000000000"
+    await http.get(router_url(linker) + "/", headers={"Host": "web", "l5d-ctx-deadline": upstream})
+    await http.get(router_url(linker) + "/", headers={"Host": "web"})
+    assert b.seen[0].header("l5d-ctx-deadline") == upstream
+    assert b.seen[1].header("l5d-ctx-deadline") is None
+
+
 async def test_endpoint_weights_split_traffic(
     backend: MakeBackend, start_linker: StartLinker, disco: Path, http: httpx.AsyncClient
 ) -> None:
