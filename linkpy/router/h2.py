@@ -815,9 +815,7 @@ class _Exchange:
         self, up: H2Stream, ep: Endpoint, client: Client
     ) -> tuple[int, Headers]:
         while True:
-            while not up.items:
-                await up.wait()
-            kind, value, _ = up.take()
+            kind, value, _ = await up.receive()
             if kind == HEADERS:
                 checked = check_response(value)  # type: ignore[arg-type]
                 if isinstance(checked, str):

@@ -166,9 +166,7 @@ class H2Stream:
 
     def _push(self, item: Item) -> None:
         self.items.append(item)
-        waiter = self._waiter
-        if waiter._tasks:  # (most items come before anyone waits for them)
-            waiter.wake()
+        self._waiter.wake()
 
     def wait(self) -> Coroutine[Any, Any, None]:
         """Until something more is received.
@@ -345,9 +343,7 @@ class H2Conn:
 
     def kick(self) -> None:
         """Something was queued for the socket."""
-        dirty = self._dirty
-        if dirty._tasks:
-            dirty.wake()
+        self._dirty.wake()
 
     def ack(self, stream_id: int, n: int) -> None:
         """``n`` bytes of a stream were consumed: reopen the windows (in batches)."""
