@@ -664,7 +664,7 @@ class _Exchange:
                     ep = next((e for e in client.live if e not in tried and e.available), ep)
                 tried.add(ep)
                 probe = client.started(ep)
-                started = trio.current_time()
+                started = client.clock()
                 ep.load += 1
                 try:
                     return await self._on(ep, client, target, probe, started)

@@ -70,7 +70,7 @@ from ..transport.http1 import (
 from ..transport.server import ConnState
 from ..transport.tls import client_context, handshake, server_context
 from . import classifiers, trace
-from .client import Client, Endpoint, PoolConfig, make_balancer, ms
+from .client import Client, Endpoint, PoolConfig, make_balancer, ms, run_clock
 from .identifiers import BuildsIdentifier, HeaderTokenConfig, Identifier, Message, identify
 from .interpreter import Binding, Interpreter
 from .params import Params
@@ -300,7 +300,7 @@ class HttpRouter:
             read_timeout=ms(sockopts.readTimeoutMs if sockopts else None),
             write_timeout=ms(sockopts.writeTimeoutMs if sockopts else None),
         )
-        clock = trio.current_time
+        clock = run_clock()
         scope = self.metrics.labeled("client", _label(bound.id))
         accrual_cfg = params.failureAccrual
         accrual_metrics = AccrualMetrics(scope)
@@ -323,6 +323,7 @@ class HttpRouter:
             requeue_budget=RetryBudget(params.requeueBudget, clock),
             attempt_timeout=ms(params.requestAttemptTimeoutMs),
             fail_fast=bool(params.failFast),
+            clock=clock,
         )
         tls = params.tls
         if tls is not None and tls.enabled:
@@ -1250,7 +1251,7 @@ class _Request:
                         ep = next((e for e in client.live if e not in tried and e.available), ep)
                     tried.add(ep)
                 probe = client.started(ep)
-                started = trio.current_time()
+                started = client.clock()
                 ep.load += 1
                 try:
                     return await self._on(ep, client, probe, started, head_bytes)

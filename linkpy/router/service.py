@@ -22,7 +22,7 @@ from ..errors import RequestTimeout, RoutingError
 from ..metrics import Scope
 from ..naming import Path
 from . import classifiers
-from .client import Client, Endpoint
+from .client import Client, Endpoint, run_clock
 from .resilience import RetryBudget, backoff, constant
 
 DEFAULT_RETRY_BUFFER = 16383
@@ -58,7 +58,9 @@ class Service:
         self.metrics = metrics
         self.classifier = classifiers.make(params.responseClassifier)
         retries = params.retries
-        self.budget = RetryBudget(retries.budget if retries else None, trio.current_time)
+        #: the time of attempts (the clients' clock: see :func:`run_clock`)
+        self.clock = run_clock()
+        self.budget = RetryBudget(retries.budget if retries else None, self.clock)
         self.backoffs: Callable[[], Iterator[float]] = backoff(
             retries.backoff if retries else None, default=lambda: constant(0.0)
         )
@@ -115,7 +117,7 @@ class Service:
                             retryable_header=result.header(classifiers.RETRYABLE) == b"true",
                             response=result,
                         )
-                        latency = result.latency = trio.current_time() - result.started
+                        latency = result.latency = self.clock() - result.started
                         result.client.record(result.endpoint, latency, cls.success, result.probe)
                         if cls.success or not (
                             cls.retryable and _replayable(replayable) and self._may_retry()
