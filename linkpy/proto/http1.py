@@ -54,6 +54,21 @@ class TooLarge(RemoteProtocolError):
     """A request line or header block over its limit."""
 
 
+def quiet_bytes(max_headers: int) -> int:
+    """The most bytes of a head that cannot hold over ``max_headers`` of headers.
+
+    The parsers count a header as ``len(name) + len(value) + 4``, at most one byte
+    more than its line ("n:v\r\n", and llhttp drops the blanks around the value);
+    a line has at least four bytes, so the count is at most 5/4 of the head's bytes.
+    """
+    return max_headers * 4 // 5
+
+
+def header_bytes(headers: Headers) -> int:
+    """The size the parsers count for ``headers``."""
+    return sum(len(k) + len(v) + 4 for k, v in headers)
+
+
 def _tokens(value: bytes) -> list[bytes]:
     return [t.strip().lower() for t in value.split(b",") if t.strip()]
 
@@ -84,10 +99,8 @@ class RequestHead:
         target: bytes,
         headers: Headers,
         version: bytes = b"1.1",
-        *,
-        parsed: bool = False,
     ) -> None:
-        """``parsed``: the parser made it, and sets the facts below itself."""
+        """A head made by hand (the parser sets every slot itself)."""
         self.method = method
         self.target = target
         self.version = version
@@ -105,13 +118,12 @@ class RequestHead:
         #: a Via header is present
         self.has_via = False
         self.upgrade = False
-        if not parsed:  # a head made by hand: what get() relies on
-            for k, _ in headers:
-                lk = k.lower()
-                if lk[:4] == b"l5d-" or lk == b"dtab-local":
-                    self.has_l5d = True
-                elif lk == b"via":
-                    self.has_via = True
+        for k, _ in headers:  # what get() relies on
+            lk = k.lower()
+            if lk[:4] == b"l5d-" or lk == b"dtab-local":
+                self.has_l5d = True
+            elif lk == b"via":
+                self.has_via = True
 
     @property
     def has_body(self) -> bool:
@@ -227,9 +239,11 @@ class RequestParser:
         "_in_head",
         "_head_fed",
         "_header_bytes",
+        "_counting",
         "_head",
         "max_line",
         "max_headers",
+        "_quiet",
         "_host",
         "_length",
         "_chunked",
@@ -245,6 +259,10 @@ class RequestParser:
     def __init__(self, max_line: int = 4096, max_headers: int = 8192) -> None:
         self.max_line = max_line
         self.max_headers = max_headers
+        #: a head of at most this many bytes cannot hold max_headers of headers
+        self._quiet = quiet_bytes(max_headers)
+        #: whether on_header counts the head's header bytes (see feed)
+        self._counting = False
         self.events: list[Event] = []
         self._p = httptools.HttpRequestParser(self)
         self._in_head = False
@@ -289,9 +307,10 @@ class RequestParser:
                 self._trailers = []
             self._trailers.append((name, value))
             return
-        self._header_bytes += len(name) + len(value) + 4
-        if self._header_bytes > self.max_headers:
-            raise TooLarge("request headers too large", 431)
+        if self._counting:
+            self._header_bytes += len(name) + len(value) + 4
+            if self._header_bytes > self.max_headers:
+                raise TooLarge("request headers too large", 431)
         self._headers.append((name, value))
         lname = name.lower()
         if lname == b"host":
@@ -323,13 +342,15 @@ class RequestParser:
     def on_headers_complete(self) -> None:
         p = self._p
         v = p.get_http_version()
-        version = _VERSIONS.get(v) or v.encode()
-        head = RequestHead(p.get_method(), self._url, self._headers, version, parsed=True)
+        # every slot set once, without RequestHead.__init__'s defaults and scan
+        head = RequestHead.__new__(RequestHead)
+        head.method = p.get_method()
+        head.target = self._url
+        head.version = _VERSIONS.get(v) or v.encode()
+        head.headers = self._headers
         head.host = self._host
-        if self._chunked:
-            head.chunked = True
-        elif self._length is not None:
-            head.content_length = self._length
+        head.chunked = chunked = self._chunked
+        head.content_length = None if chunked else self._length
         head.keep_alive = p.should_keep_alive()
         head.expect_continue = self._expect
         head.connection_tokens = self._conn
@@ -354,6 +375,12 @@ class RequestParser:
 
     def feed(self, data: bytes | bytearray) -> None:
         """Parse ``data``; raises :class:`RemoteProtocolError` (with a status hint)."""
+        # The headers' size is counted only while the head could be over the limit:
+        # this head's bytes so far (an over-estimate), this chunk included.
+        counting = (self._head_fed if self._in_head else 0) + len(data) > self._quiet
+        if counting and not self._counting and self._head is None:
+            self._header_bytes = header_bytes(self._headers)
+        self._counting = counting
         try:
             self._p.feed_data(data)
         except httptools.HttpParserUpgrade as e:
@@ -397,17 +424,25 @@ class ResponseParser:
         "_head_only",
         "done",
         "max_headers",
+        "_quiet",
         "_header_bytes",
-        "_fed",
+        "_counting",
+        "_in_head",
+        "_head_fed",
     )
 
     def __init__(self, max_headers: int = 65536) -> None:
         self.max_headers = max_headers
+        self._quiet = quiet_bytes(max_headers)
+        self._counting = False
         self.events: list[Event] = []
         self._p = httptools.HttpResponseParser(self)
         self._head_only = False
         self.done = False
-        self._fed = 0
+        #: a head is being parsed, and how many bytes were fed while it was (at least
+        #: its own)
+        self._in_head = False
+        self._head_fed = 0
         self._begin()
 
     def _begin(self) -> None:
@@ -420,13 +455,14 @@ class ResponseParser:
         self._conn: list[bytes] = []
         self._l5d = False
         self._header_bytes = 0
-        self._fed = 0
 
     def expect_head_response(self) -> None:
         self._head_only = True
 
     def on_message_begin(self) -> None:
         self._begin()
+        self._in_head = True
+        self._head_fed = 0
 
     def on_status(self, reason: bytes) -> None:
         self._reason += reason
@@ -437,9 +473,10 @@ class ResponseParser:
                 self._trailers = []
             self._trailers.append((name, value))
             return
-        self._header_bytes += len(name) + len(value) + 4
-        if self._header_bytes > self.max_headers:
-            raise RemoteProtocolError("response headers too large", 502)
+        if self._counting:
+            self._header_bytes += len(name) + len(value) + 4
+            if self._header_bytes > self.max_headers:
+                raise RemoteProtocolError("response headers too large", 502)
         self._headers.append((name, value))
         lname = name.lower()
         if lname == b"content-length":
@@ -464,6 +501,7 @@ class ResponseParser:
         head.keep_alive = p.should_keep_alive()
         head.connection_tokens = self._conn
         self._head = head
+        self._in_head = False
         self.events.append((HEAD, head))
         if self._head_only and status >= 200:
             self.events.append((END, None))
@@ -480,10 +518,11 @@ class ResponseParser:
     def feed(self, data: bytes | bytearray) -> None:
         if self.done:
             raise RemoteProtocolError("data after a HEAD response", 502)
-        if self._head is None:
-            self._fed += len(data)
-            if self._fed > self.max_headers + 8192:
-                raise RemoteProtocolError("response head too large", 502)
+        # (as RequestParser.feed)
+        counting = (self._head_fed if self._in_head else 0) + len(data) > self._quiet
+        if counting and not self._counting and self._head is None:
+            self._header_bytes = header_bytes(self._headers)
+        self._counting = counting
         try:
             self._p.feed_data(data)
         except httptools.HttpParserUpgrade as e:
@@ -495,6 +534,11 @@ class ResponseParser:
             raise RemoteProtocolError(f"bad response: {e}", 502) from None
         except httptools.HttpParserError as e:
             raise RemoteProtocolError(f"bad response: {e}", 502) from None
+        if self._in_head:
+            # llhttp buffers a header it has not finished: bound what we feed it
+            self._head_fed += len(data)
+            if self._head_fed > self.max_headers + 8192:
+                raise RemoteProtocolError("response head too large", 502)
 
     def eof(self) -> None:
         """The connection closed: completes a body delimited by the close."""
