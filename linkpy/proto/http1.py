@@ -50,6 +50,50 @@ HOP_BY_HOP: Final = frozenset(
 )
 
 
+_ORDINARY = (
+    "Accept",
+    "Accept-Encoding",
+    "Accept-Language",
+    "Accept-Ranges",
+    "Access-Control-Allow-Origin",
+    "Age",
+    "Authorization",
+    "Cache-Control",
+    "Content-Disposition",
+    "Content-Encoding",
+    "Content-Language",
+    "Content-Type",
+    "Cookie",
+    "Date",
+    "ETag",
+    "Expires",
+    "If-Modified-Since",
+    "If-None-Match",
+    "Last-Modified",
+    "Location",
+    "Origin",
+    "Pragma",
+    "Referer",
+    "Server",
+    "Set-Cookie",
+    "Strict-Transport-Security",
+    "User-Agent",
+    "Vary",
+    "X-Content-Type-Options",
+    "X-Forwarded-For",
+    "X-Forwarded-Proto",
+    "X-Frame-Options",
+    "X-Request-Id",
+)
+#: Common header names, as they are usually spelled, that neither the parsers nor the
+#: router look at (not hop-by-hop, not framing, not Host, Via or l5d-*): such a header
+#: is kept as it is without lowering its name.  A name the ``Connection`` header lists
+#: is still dropped (the router checks those first).
+ORDINARY_NAMES: Final = frozenset(
+    [n.encode() for n in _ORDINARY] + [n.lower().encode() for n in _ORDINARY]
+)
+
+
 class TooLarge(RemoteProtocolError):
     """A request line or header block over its limit."""
 
@@ -312,6 +356,8 @@ class RequestParser:
             if self._header_bytes > self.max_headers:
                 raise TooLarge("request headers too large", 431)
         self._headers.append((name, value))
+        if name in ORDINARY_NAMES:
+            return
         lname = name.lower()
         if lname == b"host":
             self._host = value
@@ -443,24 +489,22 @@ class ResponseParser:
         #: its own)
         self._in_head = False
         self._head_fed = 0
-        self._begin()
+        self.on_message_begin()
+        self._in_head = False
 
-    def _begin(self) -> None:
+    def expect_head_response(self) -> None:
+        self._head_only = True
+
+    def on_message_begin(self) -> None:
         self._headers: Headers = []
         self._trailers: Headers | None = None
         self._reason = b""
         self._head: ResponseHead | None = None
         self._length: int | None = None
         self._chunked = False
-        self._conn: list[bytes] = []
+        self._conn: list[bytes] | None = None  # (made for a Connection header)
         self._l5d = False
         self._header_bytes = 0
-
-    def expect_head_response(self) -> None:
-        self._head_only = True
-
-    def on_message_begin(self) -> None:
-        self._begin()
         self._in_head = True
         self._head_fed = 0
 
@@ -478,28 +522,35 @@ class ResponseParser:
             if self._header_bytes > self.max_headers:
                 raise RemoteProtocolError("response headers too large", 502)
         self._headers.append((name, value))
+        if name in ORDINARY_NAMES:
+            return
         lname = name.lower()
         if lname == b"content-length":
             self._length = _parse_length(value)
         elif lname == b"transfer-encoding":
             self._chunked = _tokens(value)[-1:] == [b"chunked"]
         elif lname == b"connection":
-            self._conn.extend(_tokens(value))
+            if self._conn is None:
+                self._conn = _tokens(value)
+            else:
+                self._conn.extend(_tokens(value))
         elif lname[:4] == b"l5d-":
             self._l5d = True
 
     def on_headers_complete(self) -> None:
         p = self._p
-        status = p.get_status_code()
         v = p.get_http_version()
-        version = _VERSIONS.get(v) or v.encode()
-        head = ResponseHead(status, self._headers, self._reason, version, self._l5d)
-        if self._chunked:
-            head.chunked = True
-        elif self._length is not None:
-            head.content_length = self._length
+        # every slot set once, without ResponseHead.__init__'s defaults
+        head = ResponseHead.__new__(ResponseHead)
+        head.status = status = p.get_status_code()
+        head.reason = self._reason
+        head.version = _VERSIONS.get(v) or v.encode()
+        head.headers = self._headers
+        head.chunked = chunked = self._chunked
+        head.content_length = None if chunked else self._length
         head.keep_alive = p.should_keep_alive()
-        head.connection_tokens = self._conn
+        head.connection_tokens = [] if self._conn is None else self._conn
+        head.has_l5d = self._l5d
         self._head = head
         self._in_head = False
         self.events.append((HEAD, head))

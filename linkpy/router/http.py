@@ -48,6 +48,8 @@ from ..naming import Addr, AddrBound, Bound, Dtab, Failed, Ok, Path, Pending, su
 from ..proto.http1 import (
     DATA,
     END,
+    HOP_BY_HOP,
+    ORDINARY_NAMES,
     UPGRADE,
     Headers,
     RequestHead,
@@ -677,7 +679,11 @@ class HttpRouter:
         if isinstance(rewrite, str) and rewrite:
             drop = drop | {b"host"}
             parts += (b"Host: ", rewrite.encode("latin-1", "replace"), b"\r\n")
+        ordinary = ORDINARY_NAMES if drop is HOP_BY_HOP else ()  # (kept without a look)
         for k, v in head.headers:
+            if k in ordinary:
+                parts += (k, b": ", v, b"\r\n")
+                continue
             lk = k.lower()
             if lk in drop:
                 if upgrade and (lk == b"upgrade"):
@@ -1357,9 +1363,13 @@ class _Requeue(Exception):
 
 def _response_head(resp: ResponseHead, framing: bytes, *, keep_upgrade: bool = False) -> bytes:
     drop = not_forwarded(resp.connection_tokens)
+    ordinary = ORDINARY_NAMES if drop is HOP_BY_HOP else ()  # (kept without a look)
     parts = [status_line(resp.status, resp.reason)]
     via = None
     for k, v in resp.headers:
+        if k in ordinary:
+            parts += (k, b": ", v, b"\r\n")
+            continue
         lk = k.lower()
         if lk in drop:
             if keep_upgrade and lk in (b"upgrade", b"connection"):
