@@ -467,6 +467,9 @@ class _Attempt:
         "done",
     )
 
+    #: (the headers are not looked through for l5d-*: header() always looks)
+    l5d = True
+
     def __init__(
         self,
         status: int,

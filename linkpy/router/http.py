@@ -1144,6 +1144,7 @@ class _H1Attempt:
         "started",
         "latency",
         "done",
+        "l5d",
     )
 
     def __init__(
@@ -1164,6 +1165,7 @@ class _H1Attempt:
         self.started = started
         self.latency = 0.0
         self.done = False
+        self.l5d = resp.has_l5d
 
     def header(self, name: bytes) -> bytes | None:
         return self.resp.get(name)

@@ -42,6 +42,9 @@ class Attempt(Protocol):
     started: float
     #: seconds from ``started`` to the attempt's classification (set by the service)
     latency: float
+    #: False if the response has no ``l5d-*`` header: the service then does not look
+    #: for ``l5d-success-class`` and ``l5d-retryable``
+    l5d: bool
 
     def header(self, name: bytes) -> bytes | None: ...
 
@@ -110,13 +113,16 @@ class Service:
                         if not (cls.retryable and _replayable(replayable) and self._may_retry()):
                             raise
                     else:
-                        cls = self.classifier(
-                            method,
-                            result.status,
-                            success_class=result.header(classifiers.SUCCESS_CLASS),
-                            retryable_header=result.header(classifiers.RETRYABLE) == b"true",
-                            response=result,
-                        )
+                        if result.l5d:
+                            cls = self.classifier(
+                                method,
+                                result.status,
+                                success_class=result.header(classifiers.SUCCESS_CLASS),
+                                retryable_header=result.header(classifiers.RETRYABLE) == b"true",
+                                response=result,
+                            )
+                        else:
+                            cls = self.classifier(method, result.status, response=result)
                         latency = result.latency = self.clock() - result.started
                         result.client.record(result.endpoint, latency, cls.success, result.probe)
                         if cls.success or not (

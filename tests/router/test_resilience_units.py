@@ -198,6 +198,7 @@ class FakeAttempt:
         self.probe = False
         self.started = trio.current_time()
         self.latency = 0.0
+        self.l5d = True  # (header() is asked, and has nothing)
         self.discarded = False
 
     def header(self, name: bytes) -> bytes | None:
