@@ -113,7 +113,17 @@ def header_bytes(headers: Headers) -> int:
     return sum(len(k) + len(v) + 4 for k, v in headers)
 
 
+#: the usual values of Connection (and Transfer-Encoding), and their tokens
+_ONE_TOKEN: Final = {
+    v: v.lower()
+    for v in (b"keep-alive", b"Keep-Alive", b"close", b"Close", b"upgrade", b"Upgrade", b"chunked")
+}
+
+
 def _tokens(value: bytes) -> list[bytes]:
+    token = _ONE_TOKEN.get(value)
+    if token is not None:
+        return [token]
     return [t.strip().lower() for t in value.split(b",") if t.strip()]
 
 
@@ -309,14 +319,18 @@ class RequestParser:
         self._counting = False
         self.events: list[Event] = []
         self._p = httptools.HttpRequestParser(self)
+        self.on_message_begin()  # (the state of a message: none has begun yet)
         self._in_head = False
         #: Between two requests: no message parsed in part, no upgrade, no error (the
         #: parser could go on with another connection's requests).
         self.at_rest = True
-        self._head_fed = 0
-        self._reset()
 
-    def _reset(self) -> None:
+    # -- httptools callbacks --------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        self._head_fed = 0
+        self.at_rest = False
         self._url = b""
         self._headers: Headers = []
         self._trailers: Headers | None = None
@@ -331,14 +345,6 @@ class RequestParser:
         self._trace = False
         self._via = False
         self._upgrade = False
-
-    # -- httptools callbacks --------------------------------------------------
-
-    def on_message_begin(self) -> None:
-        self._reset()
-        self._in_head = True
-        self._head_fed = 0
-        self.at_rest = False
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -485,11 +491,9 @@ class ResponseParser:
         self._p = httptools.HttpResponseParser(self)
         self._head_only = False
         self.done = False
-        #: a head is being parsed, and how many bytes were fed while it was (at least
-        #: its own)
-        self._in_head = False
-        self._head_fed = 0
-        self.on_message_begin()
+        self.on_message_begin()  # (the state of a message: none has begun yet)
+        #: a head is being parsed (and _head_fed: how many bytes were fed while it
+        #: was, at least its own)
         self._in_head = False
 
     def expect_head_response(self) -> None:
