@@ -55,7 +55,8 @@ async def test_access_log_and_recent_requests(
     assert [r["target"] for r in recent] == ["/", "/p2"]  # newest first, capacity 2
     assert recent[1]["client"] == "/#/io.l5d.fs/web" and recent[1]["status"] == 200
     assert recent[1]["name"] == "/svc/web" and recent[1]["method"] == "GET"
-    assert len(recent[1]["trace"].split(".")) == 2  # trace.span<:parent
+    trace_id, span = recent[1]["trace"].split(".")  # trace.span<:parent
+    assert span.split("<:") == [trace_id, trace_id]  # a new root trace
     # the telemeter's admin endpoints
     served = (await http.get(admin_url(linker) + "/requests.json")).json()
     assert [r["target"] for r in served] == ["/", "/p2"]

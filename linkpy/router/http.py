@@ -521,8 +521,9 @@ class HttpRouter:
         ok: bool | None = None  # the classification, when a response came back
         svc: Service | None = None
         path: Path | str = ""
-        #: client id, trace span, response size: filled in by _forward, shown (as
-        #: strings) only by the telemeters and the access log that want them
+        #: client id, the _Request (its trace span), response size: filled in by
+        #: _forward, shown (as strings) only by the telemeters and the access log that
+        #: want them
         info: list[Any] = ["", None, None]
         try:
             path, local = self.name(head, srv)
@@ -616,8 +617,10 @@ class HttpRouter:
         self, head: RequestHead, path: Path | str, status: int, elapsed_ms: float, info: list[Any]
     ) -> None:
         assert self.telemetry is not None
+        state = info[1]
+        span = state.trace_span() if state is not None else None
         self.telemetry.record(
-            (time.time(), self.label, head, path, info[0], status, elapsed_ms, info[1])
+            (time.time(), self.label, head, path, info[0], status, elapsed_ms, span)
         )
 
     def _check_call_depth(self, head: Head, srv: ServerCtx) -> None:
@@ -791,7 +794,7 @@ class HttpRouter:
         assert isinstance(result, _H1Attempt)
         client = result.client
         info[0] = client.id_show
-        info[1] = state.span
+        info[1] = state
         info[2] = result.resp.content_length
         if cls.success:
             client.success.value += 1
@@ -1195,6 +1198,7 @@ class _Request:
         "deadline",
         "ids",
         "span",
+        "root",
         "sent_body",
     )
 
@@ -1220,19 +1224,34 @@ class _Request:
         self.body = body
         self.deadline = deadline
         parent = trace.incoming(head.headers, router.zipkin) if head.has_trace else None
-        span = self.span = parent.child() if parent is not None else trace.TraceId.root()
         # the header lines of this request's every attempt: l5d-reqid, trace, deadline
-        if router.zipkin:
-            ids = b"l5d-reqid: %016x\r\n" % span.trace_id + b"".join(
-                [b"%s: %s\r\n" % kv for kv in span.to_b3()]
-            )
+        #: the span, or None for a new root trace until trace_span() is asked
+        self.span: trace.TraceId | None = None
+        if parent is None and not router.zipkin:
+            self.root, ids = trace.root_lines()
         else:
-            ids = b"l5d-reqid: %016x\r\nl5d-ctx-trace: %s\r\n" % (span.trace_id, span.to_l5d())
+            self.root = 0
+            span = self.span = parent.child() if parent is not None else trace.TraceId.root()
+            if router.zipkin:
+                ids = b"l5d-reqid: %016x\r\n" % span.trace_id + b"".join(
+                    [b"%s: %s\r\n" % kv for kv in span.to_b3()]
+                )
+            else:
+                ids = b"l5d-reqid: %016x\r\nl5d-ctx-trace: %s\r\n" % (
+                    span.trace_id,
+                    span.to_l5d(),
+                )
         if deadline is not None:
             ids += b"l5d-ctx-deadline: %s\r\n" % deadline
         self.ids = ids + b"\r\n"
         #: the streamed part of the body went out already (no further attempt possible)
         self.sent_body = False
+
+    def trace_span(self) -> trace.TraceId:
+        """This request's span (of the incoming trace, or the root of a new one)."""
+        if self.span is None:
+            self.span = trace.TraceId.of_root(self.root)
+        return self.span
 
     def head_bytes(self, target: Target) -> bytes:
         head = self.head

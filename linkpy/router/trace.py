@@ -24,10 +24,20 @@ SAMPLING_KNOWN: Final = 2
 SAMPLED: Final = 4
 
 _rand = random.Random()
+_pack = struct.Struct(">QQQQ").pack
 
 
 def _new_id() -> int:
     return _rand.getrandbits(64) or 1
+
+
+def root_lines() -> tuple[int, bytes]:
+    """A new root trace's id, and the ``l5d-reqid`` and ``l5d-ctx-trace`` lines of a
+    request that starts it: ``TraceId.root()``'s, without making the TraceId (the
+    routers make it only for telemetry: :meth:`TraceId.of_root`)."""
+    span = _new_id()
+    ctx = binascii.b2a_base64(_pack(span, span, span, 0), newline=False)
+    return span, b"l5d-reqid: %016x\r\nl5d-ctx-trace: %s\r\n" % (span, ctx)
 
 
 @attrs.frozen
@@ -40,7 +50,11 @@ class TraceId:
 
     @classmethod
     def root(cls, sampled: bool | None = None) -> TraceId:
-        span = _new_id()
+        return cls.of_root(_new_id(), sampled)
+
+    @classmethod
+    def of_root(cls, span: int, sampled: bool | None = None) -> TraceId:
+        """The root span ``span`` (its trace, parent and span id)."""
         return cls(span, span, span, sampled)
 
     def child(self) -> TraceId:
@@ -54,7 +68,7 @@ class TraceId:
             flags |= SAMPLING_KNOWN | SAMPLED
         elif self.sampled is False:
             flags |= SAMPLING_KNOWN
-        raw = struct.pack(">QQQQ", self.span_id, self.parent_id, self.trace_id, flags)
+        raw = _pack(self.span_id, self.parent_id, self.trace_id, flags)
         return binascii.b2a_base64(raw, newline=False)  # (base64.b64encode's core)
 
     @classmethod

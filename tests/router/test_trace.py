@@ -55,6 +55,7 @@ async def test_trace_context_propagates(
     await http.get(url + "/", headers={"Host": "web"})
     root = TraceId.from_l5d((b.seen[0].header("l5d-ctx-trace") or "").encode())
     assert root is not None
+    assert root.span_id == root.parent_id == root.trace_id and root.sampled is None
     assert b.seen[0].header("l5d-reqid") == f"{root.trace_id:016x}"
     upstream = TraceId(0xABC, 0xABC, 0xDEF, True)
     await http.get(url + "/", headers={"Host": "web", "l5d-ctx-trace": upstream.to_l5d().decode()})
