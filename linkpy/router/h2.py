@@ -530,6 +530,7 @@ class _Exchange:
         "local",
         "reqid",
         "span",
+        "root_ctx",
         "deadline",
         "headers_sent",
         "clean",
@@ -548,7 +549,10 @@ class _Exchange:
         self.path = Path.empty
         self.local = Dtab.empty
         self.reqid = b""
+        #: the span of the incoming trace; None for a new root trace, whose
+        #: l5d-ctx-trace value is root_ctx
         self.span: trace.TraceId | None = None
+        self.root_ctx = b""
         self.deadline: bytes | None = None
         self.headers_sent = False
         #: no reset ended the exchange
@@ -579,8 +583,12 @@ class _Exchange:
         body.absorb()
         req = self.req
         parent = trace.incoming(req.headers, router.zipkin) if req.has_trace else None
-        span = self.span = parent.child() if parent is not None else trace.TraceId.root()
-        self.reqid = b"%016x" % span.trace_id
+        if parent is None and not router.zipkin:  # a new root trace (no TraceId made)
+            root, self.root_ctx = trace.new_root()
+            self.reqid = b"%016x" % root
+        else:
+            span = self.span = parent.child() if parent is not None else trace.TraceId.root()
+            self.reqid = b"%016x" % span.trace_id
         self.deadline = _deadline(req, svc.total_timeout)
         return router.route(binding), body.ended
 
@@ -639,6 +647,8 @@ class _Exchange:
         if self.span is not None:
             for k, v in trace.outgoing(self.span, self.router.zipkin):
                 out.append(NeverIndexed(k, v))
+        elif self.root_ctx:
+            out.append(NeverIndexed(b"l5d-ctx-trace", self.root_ctx))
         if self.local.dentries:
             out.append((b"l5d-ctx-dtab", self.router.dtab_header(self.local)))
         if self.deadline is not None:

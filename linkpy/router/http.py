@@ -1228,7 +1228,8 @@ class _Request:
         #: the span, or None for a new root trace until trace_span() is asked
         self.span: trace.TraceId | None = None
         if parent is None and not router.zipkin:
-            self.root, ids = trace.root_lines()
+            self.root, ctx = trace.new_root()
+            ids = b"l5d-reqid: %016x\r\nl5d-ctx-trace: %s\r\n" % (self.root, ctx)
         else:
             self.root = 0
             span = self.span = parent.child() if parent is not None else trace.TraceId.root()

@@ -31,13 +31,12 @@ def _new_id() -> int:
     return _rand.getrandbits(64) or 1
 
 
-def root_lines() -> tuple[int, bytes]:
-    """A new root trace's id, and the ``l5d-reqid`` and ``l5d-ctx-trace`` lines of a
-    request that starts it: ``TraceId.root()``'s, without making the TraceId (the
-    routers make it only for telemetry: :meth:`TraceId.of_root`)."""
+def new_root() -> tuple[int, bytes]:
+    """A new root trace's id and its ``l5d-ctx-trace`` value: ``TraceId.root()``'s,
+    without making the TraceId (the routers make it only for telemetry:
+    :meth:`TraceId.of_root`)."""
     span = _new_id()
-    ctx = binascii.b2a_base64(_pack(span, span, span, 0), newline=False)
-    return span, b"l5d-reqid: %016x\r\nl5d-ctx-trace: %s\r\n" % (span, ctx)
+    return span, binascii.b2a_base64(_pack(span, span, span, 0), newline=False)
 
 
 @attrs.frozen
