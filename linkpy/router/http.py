@@ -21,6 +21,7 @@ import random
 import socket
 import ssl
 import time
+from functools import partial
 from typing import Any, Final, Protocol, TypeVar
 from urllib.parse import quote_plus
 
@@ -787,10 +788,12 @@ class HttpRouter:
             await conn.send(status_line(100) + b"\r\n")
             conn.sent_any = False
         # Read the body up to the retry buffer: a body that fits can be sent again.
-        body = await _Body.read(conn, head, svc.retry_buffer) if head.has_body else _NO_BODY
+        # (head.has_body, inlined)
+        has_body = head.chunked or head.content_length
+        body = await _Body.read(conn, head, svc.retry_buffer) if has_body else _NO_BODY
         deadline = _deadline(head, svc.total_timeout)
         state = _Request(self, conn, head, srv, path, local, origin, body, deadline)
-        result, cls = await svc.call(head.method, body.complete, lambda: state.attempt(route))
+        result, cls = await svc.call(head.method, body.complete, partial(state.attempt, route))
         assert isinstance(result, _H1Attempt)
         client = result.client
         info[0] = client.id_show
