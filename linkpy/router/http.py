@@ -878,7 +878,9 @@ class HttpRouter:
                     del events[0]
                     if has_body and chunked_out:
                         out += last_chunk(value)  # type: ignore[arg-type]
-                    await conn.send(out)
+                    sent = conn.try_send(out)
+                    if sent < len(out):
+                        await conn.send(out, sent)
                     return keep
                 else:
                     raise UpstreamClosed("unexpected upgrade in a response")
@@ -1364,7 +1366,10 @@ class _Request:
         up.start_request(head.method == b"HEAD")
         try:
             if body.complete:
-                await up.send(head_bytes + body.framed())
+                out = head_bytes + body.framed()
+                sent = up.try_send(out)
+                if sent < len(out):
+                    await up.send(out, sent)
             else:
                 await up.send(head_bytes + body.framed())
                 self.sent_body = True

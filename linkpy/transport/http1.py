@@ -367,10 +367,27 @@ class ServerConnection(_Connection):
                 return None
         return None
 
-    async def send(self, data: bytes) -> None:
+    def try_send(self, data: bytes) -> int:
+        """How much of ``data`` the socket took now, without waiting (0 if it would
+        block, or on the Stream API): the rest goes with ``send(data, sent)``.  (Most
+        responses fit at once, and then no coroutine is made for them.)"""
+        self.sent_any = True
+        sock = self.sock
+        if sock is None:
+            return 0
+        try:
+            return sock.send(data)
+        except BlockingIOError:
+            return 0
+        except TRANSPORT_ERRORS as e:
+            raise ClientClosed(describe(e)) from e
+
+    async def send(self, data: bytes, sent: int = 0) -> None:
+        """Send ``data``, from ``sent`` on when :meth:`try_send` took that much."""
         self.sent_any = True
         try:
-            sent = self._try_send(data)
+            if not sent:
+                sent = self._try_send(data)
             if sent < len(data) and not await self._send(data, sent):
                 assert self.write_timeout is not None
                 raise ClientTimedOut(f"a write blocked for {self.write_timeout * 1000:.0f}ms")
@@ -457,10 +474,26 @@ class ClientConnection(_Connection):
         self.uses += 1
         self.received_any = False
 
-    async def send(self, data: bytes) -> None:
+    def try_send(self, data: bytes) -> int:
+        """How much of ``data`` the socket took now, without waiting (0 if it would
+        block, or on the Stream API): the rest goes with ``send(data, sent)``."""
+        sock = self.sock
+        if sock is None:
+            return 0
+        self.asked = True  # (a read on the Stream API is a checkpoint)
+        try:
+            return sock.send(data)
+        except BlockingIOError:
+            return 0
+        except TRANSPORT_ERRORS as e:
+            raise UpstreamClosed(describe(e)) from e
+
+    async def send(self, data: bytes, sent: int = 0) -> None:
+        """Send ``data``, from ``sent`` on when :meth:`try_send` took that much."""
         self.asked = self.sock is not None  # (a read on the Stream API is a checkpoint)
         try:
-            sent = self._try_send(data)
+            if not sent:
+                sent = self._try_send(data)
             if sent < len(data) and not await self._send(data, sent):
                 assert self.write_timeout is not None
                 self.abort()

@@ -108,6 +108,34 @@ async def test_a_request_and_a_large_response_both_ways(
     assert client.reusable
 
 
+@pytest.mark.parametrize("side", ["server", "client"])
+async def test_what_try_send_leaves_send_sends_from_there(
+    streams: tuple[trio.abc.Stream, trio.abc.Stream], side: str
+) -> None:
+    """try_send takes what the socket takes at once (a part of 4 MiB on a plain socket,
+    nothing on TLS); send(data, sent) sends the rest, and the peer reads every byte
+    once, in order."""
+    ours, peer = streams if side == "server" else (streams[1], streams[0])
+    conn = ServerConnection(ours) if side == "server" else ClientConnection(ours)
+    data = bytes(range(256)) * (4 * 4096)
+    sent = conn.try_send(data)
+    if isinstance(ours, trio.SocketStream):
+        assert 0 < sent < len(data)
+    else:
+        assert sent == 0
+    got = bytearray()
+
+    async def read() -> None:
+        while len(got) < len(data):
+            got.extend(await peer.receive_some(65536))
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            await conn.send(data, sent)
+    assert got == data
+
+
 async def test_a_response_that_came_before_the_read_is_read(
     streams: tuple[trio.abc.Stream, trio.abc.Stream],
 ) -> None:
