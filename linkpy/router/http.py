@@ -457,7 +457,9 @@ class HttpRouter:
                         if conn.idle():
                             await trio.lowlevel.wait_readable(sock)
                             conn.wake()
-                        head = await conn.receive_head(waited=True)
+                        head = conn.parsed_head()
+                        if head is None:
+                            head = await conn.receive_head(waited=True)
                     # A cancel scope only for serverSession.idleTimeMs: each costs on every
                     # request, and holds ~1 KB while the connection idles.
                     elif srv.idle_time == math.inf:
@@ -477,7 +479,7 @@ class HttpRouter:
                     return
                 if head is None:
                     return
-                state.set_idle(False)
+                state.idle = False  # (set_idle(False))
                 keep = await self.handle(conn, head, srv)
                 expired = srv.life_time != math.inf and trio.current_time() - born > srv.life_time
                 if not keep or state.should_close or conn.eof or expired:

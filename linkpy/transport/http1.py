@@ -338,6 +338,20 @@ class ServerConnection(_Connection):
             await trio.lowlevel.cancel_shielded_checkpoint()
         return value  # type: ignore[return-value]
 
+    def parsed_head(self) -> RequestHead | None:
+        """The next request's head if it is parsed already, else None: what
+        ``receive_head(waited=True)`` returns then, without making its coroutine."""
+        events = self.parser.events
+        while events and events[0][0] == END:  # (as receive_head)
+            del events[0]
+        if not events or events[0][0] != HEAD:
+            return None
+        head = events.pop(0)[1]
+        self.waited = True
+        self.requests += 1
+        self.sent_any = False
+        return head  # type: ignore[return-value]
+
     async def receive_body(self) -> Event:
         """The next body event: ``(DATA, bytes)``, ``(END, trailers)`` or ``(UPGRADE, bytes)``."""
         events = self.parser.events
