@@ -386,13 +386,8 @@ class ServerConnection(_Connection):
         block, or on the Stream API): the rest goes with ``send(data, sent)``.  (Most
         responses fit at once, and then no coroutine is made for them.)"""
         self.sent_any = True
-        sock = self.sock
-        if sock is None:
-            return 0
         try:
-            return sock.send(data)
-        except BlockingIOError:
-            return 0
+            return self._try_send(data)
         except TRANSPORT_ERRORS as e:
             raise ClientClosed(describe(e)) from e
 
@@ -491,14 +486,9 @@ class ClientConnection(_Connection):
     def try_send(self, data: bytes) -> int:
         """How much of ``data`` the socket took now, without waiting (0 if it would
         block, or on the Stream API): the rest goes with ``send(data, sent)``."""
-        sock = self.sock
-        if sock is None:
-            return 0
-        self.asked = True  # (a read on the Stream API is a checkpoint)
+        self.asked = self.sock is not None  # (a read on the Stream API is a checkpoint)
         try:
-            return sock.send(data)
-        except BlockingIOError:
-            return 0
+            return self._try_send(data)
         except TRANSPORT_ERRORS as e:
             raise UpstreamClosed(describe(e)) from e
 
