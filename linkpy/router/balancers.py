@@ -88,21 +88,12 @@ class P2C:
         )
 
     def pick(self, endpoints: Sequence[Endpoint]) -> Endpoint:
-        n = len(endpoints)
-        if n == 1:
+        if len(endpoints) == 1:
             return endpoints[0]
         fallback: Endpoint | None = None
         failing = self._failing
-        r = self.rnd.random
         for _ in range(max(1, self.max_effort)):
-            if self._uniform:  # (_two, inlined)
-                i = int(r() * n)
-                j = int(r() * (n - 1))
-                if j >= i:
-                    j += 1
-                a, b = endpoints[i], endpoints[j]
-            else:
-                a, b = self._two(endpoints)
+            a, b = self._two(endpoints)
             if failing and (a in failing or b in failing):
                 # a failing endpoint with a request in flight loses
                 la = math.inf if a.load and a in failing else a.load * b.weight

@@ -479,7 +479,7 @@ class HttpRouter:
                     return
                 if head is None:
                     return
-                state.idle = False  # (set_idle(False))
+                state.set_idle(False)
                 keep = await self.handle(conn, head, srv)
                 expired = srv.life_time != math.inf and trio.current_time() - born > srv.life_time
                 if not keep or state.should_close or conn.eof or expired:
@@ -790,9 +790,7 @@ class HttpRouter:
             await conn.send(status_line(100) + b"\r\n")
             conn.sent_any = False
         # Read the body up to the retry buffer: a body that fits can be sent again.
-        # (head.has_body, inlined)
-        has_body = head.chunked or head.content_length
-        body = await _Body.read(conn, head, svc.retry_buffer) if has_body else _NO_BODY
+        body = await _Body.read(conn, head, svc.retry_buffer) if head.has_body else _NO_BODY
         deadline = _deadline(head, svc.total_timeout)
         state = _Request(self, conn, head, srv, path, local, origin, body, deadline)
         result, cls = await svc.call(head.method, body.complete, partial(state.attempt, route))
